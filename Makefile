@@ -1,0 +1,97 @@
+# kdist build. `make` builds the library, the CLI and the unit tests;
+# `make test` installs what is missing, then runs unit and integration tests;
+# `make demo` runs the main job against a real erl node.
+
+CC      ?= cc
+EI_DIR  := $(firstword $(wildcard /usr/lib/erlang/lib/erl_interface-*))
+BUILD   := build
+
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Wshadow -Wno-unused-parameter \
+	   -D_GNU_SOURCE -fno-strict-aliasing -pthread
+CPPFLAGS += -Iinclude -Iengine -Iuring -Iktls -I$(EI_DIR)/include
+LDLIBS  += -L$(EI_DIR)/lib -lei -lssl -lcrypto -luring -pthread
+
+ifeq ($(ASAN),1)
+CFLAGS  += -fsanitize=address -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address
+endif
+ifeq ($(UBSAN),1)
+CFLAGS  += -fsanitize=undefined -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=undefined
+endif
+ifeq ($(TSAN),1)
+CFLAGS  += -fsanitize=thread
+LDFLAGS += -fsanitize=thread
+endif
+
+LIB_SRC  := $(wildcard engine/*.c uring/*.c ktls/*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_SRC  := $(wildcard cli/*.c)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all lib cli unit deps test test-unit test-integration test-vm demo \
+	bench clean format format-check
+
+all: lib cli unit
+
+lib: $(BUILD)/libkdist.a
+cli: $(BUILD)/kdist
+unit: $(UNIT_BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libkdist.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/kdist: $(CLI_OBJ) $(BUILD)/libkdist.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkdist.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libkdist.a \
+		$(LDLIBS) -lcmocka -o $@
+
+deps:
+	.ci/install-deps
+
+test: deps
+	$(MAKE) all
+	$(MAKE) test-unit
+	$(MAKE) test-integration
+	$(MAKE) test-vm
+
+test-unit: unit
+	tests/run-unit $(UNIT_BIN)
+
+test-integration: all
+	tests/integration/run-all
+
+test-vm: all
+	tests/vm/run
+
+demo: deps
+	$(MAKE) all
+	tests/demo
+
+bench: deps
+	$(MAKE) all
+	bench/run
+
+format:
+	clang-format -i $(LIB_SRC) $(CLI_SRC) $(UNIT_SRC) include/*.h engine/*.h \
+		uring/*.h ktls/*.h
+
+format-check:
+	clang-format --dry-run --Werror $(LIB_SRC) $(CLI_SRC) $(UNIT_SRC) \
+		include/*.h engine/*.h uring/*.h ktls/*.h
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * kdist: an Erlang distribution node in C, over TLS (inet_tls_dist,
+ * inet6_tls_dist) or plain TCP (inet_tcp_dist).
+ *
+ * Threads. A node runs one control thread (EPMD, TLS and distribution
+ * handshakes, ticks, the table of connected nodes) and one or more data
+ * threads (an io_uring loop each) that own established connections.
+ *
+ * - kdist_node_create(), kdist_node_start(), kdist_node_stop() and
+ *   kdist_node_destroy() are called from one application thread, never from
+ *   a callback.
+ * - kdist_send_*(), kdist_connect(), kdist_disconnect(), kdist_mailbox_*()
+ *   and kdist_node_stats() are safe from any thread, callbacks included.
+ * - Receive callbacks run on the data thread that owns the sender's
+ *   connection. Nodeup and nodedown callbacks run on the control thread.
+ *   Callbacks must not block: a slow callback stalls every connection of its
+ *   thread.
+ *
+ * Payloads are external term format: a version byte (131) followed by one
+ * encoded term, as ei_x_encode_version() and ei_x_encode_*() produce them.
+ *
+ * Return values: 0 or a positive count on success, a negative errno on
+ * failure. kdist_strerror() turns the most recent failure of the calling
+ * thread into a sentence that names the value and the fix.
+ */
+#ifndef KDIST_H
+#define KDIST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KDIST_MAX_NODE_NAME 255
+#define KDIST_MAX_ATOM 255
+
+struct kdist_node;
+struct kdist_mailbox;
+
+enum kdist_proto {
+	KDIST_PROTO_INET_TLS = 0, /* -proto_dist inet_tls */
+	KDIST_PROTO_INET6_TLS,	  /* -proto_dist inet6_tls */
+	KDIST_PROTO_INET_TCP,	  /* -proto_dist inet_tcp */
+	KDIST_PROTO_INET6_TCP,	  /* -proto_dist inet6_tcp */
+};
+
+/* Which record path may carry a TLS connection after its handshake. */
+enum kdist_ktls_mode {
+	KDIST_KTLS_AUTO = 0, /* kernel TLS when it can carry the link for life */
+	KDIST_KTLS_ON,	     /* kernel TLS or fail the connection */
+	KDIST_KTLS_OFF,	     /* always the user-space record path */
+};
+
+enum kdist_log_level {
+	KDIST_LOG_ERROR = 0,
+	KDIST_LOG_WARN,
+	KDIST_LOG_INFO,
+	KDIST_LOG_DEBUG,
+};
+
+/* A process identifier, local or remote. */
+struct kdist_pid {
+	char node[KDIST_MAX_NODE_NAME + 1];
+	uint32_t id;
+	uint32_t serial;
+	uint32_t creation;
+};
+
+struct kdist_config {
+	/* "name@host" or "name": with no host part the host is added, short
+	 * (-sname) or fully qualified (-name) depending on @longnames. */
+	const char *node_name;
+	bool longnames;
+	/* NULL reads ~/.erlang.cookie, creating it as erl does when missing. */
+	const char *cookie;
+	enum kdist_proto proto;
+	/* Erlang-term options file, as -ssl_dist_optfile. */
+	const char *ssl_dist_optfile;
+	/* Pairs as -ssl_dist_opt: {"server_certfile", "/x.pem", ...}, @n_opts
+	 * entries of key then value. */
+	const char *const *ssl_dist_opts;
+	size_t n_ssl_dist_opts;
+	/* Seconds, as -kernel net_ticktime; 0 means 60. */
+	unsigned net_ticktime;
+	/* Listen port; 0 picks one. As -kernel inet_dist_listen_min. */
+	uint16_t listen_port;
+	/* EPMD port; 0 means ERL_EPMD_PORT from the environment, else 4369. */
+	uint16_t epmd_port;
+	/* Host whose EPMD this node registers with; NULL means localhost. */
+	const char *epmd_host;
+	/* Data threads, each with its own io_uring; 0 means 1. */
+	unsigned data_threads;
+	/* Largest distribution packet accepted, in bytes; 0 means
+	 * KDIST_DEFAULT_MAX_PACKET. A larger length prefix closes the link. */
+	uint32_t max_packet;
+	/* Bytes queued per connection before kdist_send_*() returns -EAGAIN;
+	 * 0 means KDIST_DEFAULT_SEND_QUEUE. */
+	size_t send_queue_bytes;
+	/* Milliseconds a connection may take for its TLS and distribution
+	 * handshakes; 0 means 7000, as net_setuptime. */
+	unsigned handshake_timeout_ms;
+	enum kdist_ktls_mode ktls;
+	/* Hidden node: peers do not list it in nodes(). */
+	bool hidden;
+	/* Log lines go here (NULL: stderr); @log_level drops finer ones. */
+	void (*log_fn)(void *user, enum kdist_log_level level,
+		       const char *line);
+	void *log_user;
+	enum kdist_log_level log_level;
+};
+
+#define KDIST_DEFAULT_MAX_PACKET (64u * 1024 * 1024)
+#define KDIST_DEFAULT_SEND_QUEUE (8u * 1024 * 1024)
+
+/* Fills @cfg with defaults; the caller then sets node_name and options. */
+void kdist_config_init(struct kdist_config *cfg);
+
+int kdist_node_create(const struct kdist_config *cfg,
+		      struct kdist_node **out);
+/* Listens, registers with EPMD and starts the threads. */
+int kdist_node_start(struct kdist_node *node);
+/* Closes every connection, unregisters and joins the threads. */
+void kdist_node_stop(struct kdist_node *node);
+void kdist_node_destroy(struct kdist_node *node);
+
+/* Full node name, "name@host". */
+const char *kdist_node_name(const struct kdist_node *node);
+uint32_t kdist_node_creation(const struct kdist_node *node);
+uint16_t kdist_node_port(const struct kdist_node *node);
+
+/* Called when a connection to @peer comes up or goes down. @reason is a
+ * sentence such as "connection closed by peer" for nodedown. */
+typedef void (*kdist_nodeup_fn)(void *user, const char *peer);
+typedef void (*kdist_nodedown_fn)(void *user, const char *peer,
+				  const char *reason);
+void kdist_set_node_monitor(struct kdist_node *node, kdist_nodeup_fn up,
+			    kdist_nodedown_fn down, void *user);
+
+/*
+ * Called for each message to a mailbox. @from is the sender when the
+ * distribution message carried one (REG_SEND, SEND_SENDER), else NULL.
+ * @payload is external term format, valid only during the call.
+ */
+typedef void (*kdist_receive_fn)(void *user, struct kdist_mailbox *mbox,
+				 const struct kdist_pid *from,
+				 const void *payload, size_t len);
+
+/* Creates a mailbox with a pid; @name registers it (NULL: unregistered). */
+int kdist_mailbox_open(struct kdist_node *node, const char *name,
+		       kdist_receive_fn fn, void *user,
+		       struct kdist_mailbox **out);
+/* Unregisters and closes: linked and monitoring remote processes get an
+ * exit signal with reason @reason (an atom such as "normal"). */
+void kdist_mailbox_close(struct kdist_mailbox *mbox, const char *reason);
+const struct kdist_pid *kdist_mailbox_pid(const struct kdist_mailbox *mbox);
+
+/*
+ * Sends @payload to @to. If no connection to the pid's node exists, one is
+ * set up and the message waits for it. Returns -EAGAIN when the
+ * connection's send queue is full (see kdist_set_writable_fn), -ENOTCONN
+ * when the node cannot be reached.
+ */
+int kdist_send_pid(struct kdist_mailbox *from, const struct kdist_pid *to,
+		   const void *payload, size_t len);
+/* Sends to the process registered as @name on @node. */
+int kdist_send_name(struct kdist_mailbox *from, const char *node,
+		    const char *name, const void *payload, size_t len);
+
+/* Called once a connection whose queue was full has room again. */
+typedef void (*kdist_writable_fn)(void *user, const char *peer);
+void kdist_set_writable_fn(struct kdist_node *node, kdist_writable_fn fn,
+			   void *user);
+
+/* Sets up a connection and waits up to @timeout_ms for it. 0 when the
+ * node is connected, -ETIMEDOUT or another error otherwise. */
+int kdist_connect(struct kdist_node *node, const char *peer,
+		  unsigned timeout_ms);
+int kdist_disconnect(struct kdist_node *node, const char *peer);
+
+/* Per-connection statistics. */
+struct kdist_conn_stats {
+	char peer[KDIST_MAX_NODE_NAME + 1];
+	bool initiator;		 /* this node connected out */
+	char tls_version[16];	 /* "TLSv1.3"; empty for inet_tcp */
+	char tls_cipher[64];	 /* OpenSSL cipher name */
+	char record_path[16];	 /* "kernel", "user-space" or "plain" */
+	char path_reason[96];	 /* why that record path was chosen */
+	uint64_t peer_flags;	 /* negotiated distribution flags */
+	uint64_t bytes_in, bytes_out;	    /* distribution payload bytes */
+	uint64_t msgs_in, msgs_out;	    /* distribution messages */
+	uint64_t ticks_in, ticks_out;
+	uint64_t unknown_ctrl;	 /* control messages not understood */
+	uint64_t send_queue_bytes; /* bytes waiting to be written */
+};
+
+/* Calls @fn for each connected node. Safe from any thread. */
+int kdist_node_stats(struct kdist_node *node,
+		     void (*fn)(void *user, const struct kdist_conn_stats *st),
+		     void *user);
+
+/*
+ * A certificate check named in the options file as
+ * {verify_fun, {fun M:F/3, State}}. Register it under "M:F/3" before
+ * kdist_node_create(). @preverify_ok is OpenSSL's verdict for the
+ * certificate at @depth (0: the peer's own); @x509 is an X509 pointer.
+ * Return true to accept.
+ */
+typedef bool (*kdist_verify_fn)(void *user, bool preverify_ok, int depth,
+				void *x509, const char *peer_host);
+int kdist_register_verify_fun(const char *mfa, kdist_verify_fn fn,
+			      void *user);
+
+/* The most recent error of the calling thread, as a sentence. */
+const char *kdist_strerror(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
