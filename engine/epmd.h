@@ -10,6 +10,9 @@
 #include <stdint.h>
 
 #define KD_EPMD_DEFAULT_PORT 4369
+/* Longest node name (the part before '@') in bytes that the client side
+ * handles; struct kd_epmd_node stores it NUL-terminated. */
+#define KD_EPMD_MAX_NAME 255
 
 enum kd_epmd_op {
 	KD_EPMD_ALIVE2_REQ = 120,
@@ -71,11 +74,30 @@ int kd_epmd_names(const char *host, uint16_t epmd_port, unsigned timeout_ms,
 /* kdist's own EPMD server: ALIVE2, PORT_PLEASE2, NAMES, DUMP. */
 struct kd_epmd_server;
 
+struct kd_epmd_server_config {
+	uint16_t port;
+	int loopback_only;
+	/* A client that has not registered is closed after this long without
+	 * a complete request; 0 means 60000, the timeout epmd uses. */
+	unsigned client_timeout_ms;
+	/* Connections served at once, registered nodes included; 0 means
+	 * 1024. Further connections are accepted and closed at once. */
+	unsigned max_clients;
+};
+
 /* Listens on @port on IPv4 and IPv6 loopback and any address unless
  * @loopback_only. Fails with -EADDRINUSE and a clear message when the port
  * is taken. Runs its own thread. */
 int kd_epmd_server_start(uint16_t port, int loopback_only,
 			 struct kd_epmd_server **out);
+/* Same as kd_epmd_server_start() with every setting of @cfg. */
+int kd_epmd_server_start_config(const struct kd_epmd_server_config *cfg,
+				struct kd_epmd_server **out);
+/* Returns the port the server listens on, the kernel's pick when the
+ * configured port was 0. */
+uint16_t kd_epmd_server_port(const struct kd_epmd_server *srv);
+/* Stops the thread, closes every socket (dropping every registration) and
+ * frees @srv. NULL is ignored. */
 void kd_epmd_server_stop(struct kd_epmd_server *srv);
 
 #endif
