@@ -7,7 +7,7 @@ EI_DIR  := $(firstword $(wildcard /usr/lib/erlang/lib/erl_interface-*))
 BUILD   := build
 
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 -Wall -Wextra -Wshadow -Wno-unused-parameter \
+CFLAGS  += -std=gnu11 -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-format-truncation \
 	   -D_GNU_SOURCE -fno-strict-aliasing -pthread
 CPPFLAGS += -Iinclude -Iengine -Iuring -Iktls -I$(EI_DIR)/include
 LDLIBS  += -L$(EI_DIR)/lib -lei -lssl -lcrypto -luring -pthread

@@ -1,0 +1,437 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * kdist node, ping and send. The node serves two registered names that
+ * tests and benchmarks use:
+ *   echo  {Pid, Term} -> Term sent back to Pid
+ *   sink  counts messages and payload bytes; {Pid, stats} is answered with
+ *         {sink_stats, Messages, Bytes} and not counted
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include <ei.h>
+
+#include "cli.h"
+#include "opts.h"
+#include "term.h"
+
+static void echo_receive(void *user, struct kdist_mailbox *mbox,
+			 const struct kdist_pid *from, const void *payload,
+			 size_t len)
+{
+	const char *buf = payload;
+	int idx = 0, version, arity, start;
+	erlang_pid to;
+	struct kdist_pid dest;
+	ei_x_buff x;
+
+	if (ei_decode_version(buf, &idx, &version) ||
+	    ei_decode_tuple_header(buf, &idx, &arity) || arity != 2 ||
+	    ei_decode_pid(buf, &idx, &to))
+		return;
+	start = idx;
+	if (ei_skip_term(buf, &idx) || (size_t)idx != len)
+		return;
+	if (ei_x_new_with_version(&x) != 0)
+		return;
+	ei_x_append_buf(&x, buf + start, idx - start);
+	snprintf(dest.node, sizeof(dest.node), "%s", to.node);
+	dest.id = to.num;
+	dest.serial = to.serial;
+	dest.creation = to.creation;
+	if (kdist_send_pid(mbox, &dest, x.buff, (size_t)x.index) < 0)
+		fprintf(stderr, "kdist: echo: reply to %s failed: %s\n",
+			to.node, kdist_strerror());
+	ei_x_free(&x);
+}
+
+struct sink {
+	atomic_uint_fast64_t messages;
+	atomic_uint_fast64_t bytes;
+};
+
+/* True for exactly {Pid, stats}, filling @pid. */
+static bool is_stats_request(const char *buf, size_t len, erlang_pid *pid)
+{
+	char atom[MAXATOMLEN_UTF8];
+	int idx = 0, version, arity;
+
+	if (len > 64 + MAXATOMLEN_UTF8)
+		return false;
+	return ei_decode_version(buf, &idx, &version) == 0 &&
+	       ei_decode_tuple_header(buf, &idx, &arity) == 0 && arity == 2 &&
+	       ei_decode_pid(buf, &idx, pid) == 0 &&
+	       ei_decode_atom(buf, &idx, atom) == 0 &&
+	       strcmp(atom, "stats") == 0 && (size_t)idx == len;
+}
+
+static void sink_receive(void *user, struct kdist_mailbox *mbox,
+			 const struct kdist_pid *from, const void *payload,
+			 size_t len)
+{
+	struct sink *sink = user;
+	struct kdist_pid dest;
+	erlang_pid pid;
+	ei_x_buff x;
+
+	if (!is_stats_request(payload, len, &pid)) {
+		atomic_fetch_add_explicit(&sink->messages, 1,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&sink->bytes, len,
+					  memory_order_relaxed);
+		return;
+	}
+	if (ei_x_new_with_version(&x) != 0)
+		return;
+	ei_x_encode_tuple_header(&x, 3);
+	ei_x_encode_atom(&x, "sink_stats");
+	ei_x_encode_ulonglong(&x, atomic_load(&sink->messages));
+	ei_x_encode_ulonglong(&x, atomic_load(&sink->bytes));
+	snprintf(dest.node, sizeof(dest.node), "%s", pid.node);
+	dest.id = pid.num;
+	dest.serial = pid.serial;
+	dest.creation = pid.creation;
+	kdist_send_pid(mbox, &dest, x.buff, (size_t)x.index);
+	ei_x_free(&x);
+}
+
+static void print_conn(void *user, const struct kdist_conn_stats *st)
+{
+	printf("kdist: conn %s: %s %s path=%s (%s) in=%llu bytes/%llu msgs "
+	       "out=%llu bytes/%llu msgs\n",
+	       st->peer, st->tls_version[0] ? st->tls_version : "tcp",
+	       st->tls_cipher[0] ? st->tls_cipher : "-", st->record_path,
+	       st->path_reason, (unsigned long long)st->bytes_in,
+	       (unsigned long long)st->msgs_in,
+	       (unsigned long long)st->bytes_out,
+	       (unsigned long long)st->msgs_out);
+	fflush(stdout);
+}
+
+static void node_up(void *user, const char *peer)
+{
+	printf("kdist: nodeup %s\n", peer);
+	fflush(stdout);
+}
+
+static void node_down(void *user, const char *peer, const char *reason)
+{
+	printf("kdist: nodedown %s (%s)\n", peer, reason);
+	fflush(stdout);
+}
+
+static void node_help(void)
+{
+	fputs("usage: kdist node -sname NAME | -name NAME [OPTIONS]\n"
+	      "Runs a node until SIGINT or SIGTERM. It serves the registered\n"
+	      "names 'echo' ({Pid, Term} is sent back to Pid as Term) and\n"
+	      "'sink' (counts messages; {Pid, stats} gets {sink_stats,\n"
+	      "Messages, Bytes}). At the end it prints one line per\n"
+	      "connection.\n\n",
+	      stdout);
+	cli_print_common_help();
+}
+
+static void block_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+int cmd_node(int argc, char **argv)
+{
+	struct kdist_mailbox *echo, *sink_mbox;
+	struct sink sink = { 0 };
+	struct cli_opts o;
+	struct kdist_node *node;
+	sigset_t set;
+	int sig;
+
+	if (cli_parse(argc, argv, &o))
+		return 2;
+	if (o.help) {
+		node_help();
+		return 0;
+	}
+	if (!o.name) {
+		fprintf(stderr, "kdist node: -sname NAME or -name NAME is "
+				"required\n");
+		return 2;
+	}
+	/* Signals are blocked before any thread starts, so every thread
+	 * inherits the mask and sigwait below receives them. */
+	block_signals(&set);
+	node = cli_start_node(&o);
+	if (!node)
+		return 1;
+	kdist_set_node_monitor(node, node_up, node_down, NULL);
+	if (kdist_mailbox_open(node, "echo", echo_receive, NULL, &echo) ||
+	    kdist_mailbox_open(node, "sink", sink_receive, &sink,
+			       &sink_mbox)) {
+		fprintf(stderr, "kdist: %s\n", kdist_strerror());
+		kdist_node_destroy(node);
+		return 1;
+	}
+	printf("kdist: node %s up (port %u, creation %u, proto %s)\n",
+	       kdist_node_name(node), kdist_node_port(node),
+	       kdist_node_creation(node),
+	       o.cfg.proto == KDIST_PROTO_INET_TLS    ? "inet_tls"
+	       : o.cfg.proto == KDIST_PROTO_INET6_TLS ? "inet6_tls"
+	       : o.cfg.proto == KDIST_PROTO_INET_TCP  ? "inet_tcp"
+						      : "inet6_tcp");
+	fflush(stdout);
+
+	sigwait(&set, &sig);
+	printf("kdist: stopping on %s\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	kdist_node_stats(node, print_conn, NULL);
+	printf("kdist: sink received %llu messages, %llu bytes\n",
+	       (unsigned long long)atomic_load(&sink.messages),
+	       (unsigned long long)atomic_load(&sink.bytes));
+	fflush(stdout);
+	kdist_node_destroy(node);
+	return 0;
+}
+
+/* ---- ping and send ---- */
+
+/* A mailbox that waits for one {Tag, Reply} answer to a gen_call. */
+struct call {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	erlang_ref ref;
+	bool done;
+	char reply[MAXATOMLEN_UTF8];
+};
+
+static void call_receive(void *user, struct kdist_mailbox *mbox,
+			 const struct kdist_pid *from, const void *payload,
+			 size_t len)
+{
+	struct call *c = user;
+	const char *buf = payload;
+	int idx = 0, version, arity;
+	erlang_ref ref;
+	char atom[MAXATOMLEN_UTF8];
+
+	if (ei_decode_version(buf, &idx, &version) ||
+	    ei_decode_tuple_header(buf, &idx, &arity) || arity != 2 ||
+	    ei_decode_ref(buf, &idx, &ref) ||
+	    ei_decode_atom(buf, &idx, atom))
+		return;
+	if (ref.len != c->ref.len ||
+	    memcmp(ref.n, c->ref.n, sizeof(ref.n[0]) * (size_t)ref.len))
+		return;
+	pthread_mutex_lock(&c->lock);
+	snprintf(c->reply, sizeof(c->reply), "%s", atom);
+	c->done = true;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Sends {'$gen_call', {Self, Ref}, {is_auth, ThisNode}} to net_kernel on
+ * @peer and waits for {Ref, yes}, as net_adm:ping/1 does. */
+static int ping_peer(struct kdist_node *node, const char *peer,
+		     unsigned timeout_ms, char *why, size_t whylen)
+{
+	struct call c = { .lock = PTHREAD_MUTEX_INITIALIZER,
+			  .cond = PTHREAD_COND_INITIALIZER };
+	const struct kdist_pid *self;
+	struct kdist_mailbox *mbox;
+	struct timespec ts;
+	erlang_pid epid;
+	ei_x_buff x;
+	int err;
+
+	err = kdist_connect(node, peer, timeout_ms);
+	if (err) {
+		snprintf(why, whylen, "%s", kdist_strerror());
+		return err;
+	}
+	err = kdist_mailbox_open(node, NULL, call_receive, &c, &mbox);
+	if (err) {
+		snprintf(why, whylen, "%s", kdist_strerror());
+		return err;
+	}
+	self = kdist_mailbox_pid(mbox);
+	memset(&epid, 0, sizeof(epid));
+	snprintf(epid.node, sizeof(epid.node), "%s", self->node);
+	epid.num = self->id;
+	epid.serial = self->serial;
+	epid.creation = self->creation;
+	memset(&c.ref, 0, sizeof(c.ref));
+	snprintf(c.ref.node, sizeof(c.ref.node), "%s", self->node);
+	c.ref.len = 3;
+	RAND_bytes((unsigned char *)c.ref.n, sizeof(c.ref.n[0]) * 3);
+	c.ref.n[0] &= 0x3ffff;
+	c.ref.creation = self->creation;
+
+	ei_x_new_with_version(&x);
+	ei_x_encode_tuple_header(&x, 3);
+	ei_x_encode_atom(&x, "$gen_call");
+	ei_x_encode_tuple_header(&x, 2);
+	ei_x_encode_pid(&x, &epid);
+	ei_x_encode_ref(&x, &c.ref);
+	ei_x_encode_tuple_header(&x, 2);
+	ei_x_encode_atom(&x, "is_auth");
+	ei_x_encode_atom(&x, kdist_node_name(node));
+	err = kdist_send_name(mbox, peer, "net_kernel", x.buff,
+			      (size_t)x.index);
+	ei_x_free(&x);
+	if (err) {
+		snprintf(why, whylen, "%s", kdist_strerror());
+		goto out;
+	}
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&c.lock);
+	while (!c.done && err == 0)
+		err = -pthread_cond_timedwait(&c.cond, &c.lock, &ts);
+	pthread_mutex_unlock(&c.lock);
+	if (!c.done)
+		snprintf(why, whylen, "no answer from net_kernel on %s within "
+			 "%u ms", peer, timeout_ms);
+	else if (strcmp(c.reply, "yes") != 0)
+		snprintf(why, whylen, "net_kernel on %s answered '%s'", peer,
+			 c.reply);
+	err = c.done && strcmp(c.reply, "yes") == 0 ? 0 : -ECONNREFUSED;
+out:
+	kdist_mailbox_close(mbox, "normal");
+	return err;
+}
+
+static void ping_help(void)
+{
+	fputs("usage: kdist ping NODE [OPTIONS]\n"
+	      "Connects to NODE and asks its net_kernel, as net_adm:ping/1 "
+	      "does.\nPrints 'pong' (exit 0) or 'pang: REASON' (exit 1). "
+	      "Without -sname\nor -name a hidden node kdist_PID is used.\n\n",
+	      stdout);
+	cli_print_common_help();
+}
+
+int cmd_ping(int argc, char **argv)
+{
+	struct kdist_node *node;
+	struct cli_opts o;
+	char name[64], why[512];
+	int err;
+
+	if (cli_parse(argc, argv, &o))
+		return 2;
+	if (o.help) {
+		ping_help();
+		return 0;
+	}
+	if (o.n_args != 1) {
+		fprintf(stderr, "kdist ping: give one NODE (name@host)\n");
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	cli_default_name(&o, name, sizeof(name));
+	node = cli_start_node(&o);
+	if (!node) {
+		printf("pang: %s\n", kdist_strerror());
+		return 1;
+	}
+	err = ping_peer(node, o.args[0], o.timeout_ms, why, sizeof(why));
+	if (err)
+		printf("pang: %s\n", why);
+	else
+		printf("pong\n");
+	kdist_node_destroy(node);
+	return err ? 1 : 0;
+}
+
+static void send_help(void)
+{
+	fputs("usage: kdist send NODE NAME TERM [OPTIONS]\n"
+	      "Sends TERM, written in Erlang syntax such as\n"
+	      "'{hello, 42, <<\"bin\">>}', to the process registered as NAME "
+	      "on NODE,\nthen waits until NODE has processed it (a ping "
+	      "round trip on the\nsame connection).\n\n",
+	      stdout);
+	cli_print_common_help();
+}
+
+int cmd_send(int argc, char **argv)
+{
+	struct kdist_mailbox *mbox;
+	struct kdist_node *node;
+	struct kd_term *term;
+	struct cli_opts o;
+	char name[64], err_text[512];
+	ei_x_buff x;
+	int err;
+
+	if (cli_parse(argc, argv, &o))
+		return 2;
+	if (o.help) {
+		send_help();
+		return 0;
+	}
+	if (o.n_args != 3) {
+		fprintf(stderr, "kdist send: give NODE NAME TERM\n");
+		return 2;
+	}
+	err = kd_term_parse(o.args[2], strlen(o.args[2]), &term, err_text,
+			    sizeof(err_text));
+	if (err) {
+		fprintf(stderr, "kdist send: invalid TERM: %s\n", err_text);
+		return 2;
+	}
+	ei_x_new_with_version(&x);
+	err = kd_term_encode(term, &x);
+	kd_term_free(term);
+	if (err) {
+		fprintf(stderr, "kdist send: cannot encode TERM: %s\n",
+			strerror(-err));
+		ei_x_free(&x);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	cli_default_name(&o, name, sizeof(name));
+	node = cli_start_node(&o);
+	if (!node) {
+		ei_x_free(&x);
+		return 1;
+	}
+	err = kdist_connect(node, o.args[0], o.timeout_ms);
+	if (!err)
+		err = kdist_mailbox_open(node, NULL, NULL, NULL, &mbox);
+	if (!err) {
+		err = kdist_send_name(mbox, o.args[0], o.args[1], x.buff,
+				      (size_t)x.index);
+		kdist_mailbox_close(mbox, "normal");
+	}
+	if (err) {
+		fprintf(stderr, "kdist send: %s\n", kdist_strerror());
+	} else {
+		/* Messages on one connection arrive in order, so a ping
+		 * answer proves the term arrived. */
+		err = ping_peer(node, o.args[0], o.timeout_ms, err_text,
+				sizeof(err_text));
+		if (err)
+			fprintf(stderr, "kdist send: sent, but %s\n", err_text);
+	}
+	ei_x_free(&x);
+	kdist_node_destroy(node);
+	return err ? 1 : 0;
+}

@@ -1,0 +1,437 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The connected phase: what a data thread does with each distribution
+ * packet of a session. Messages go to mailboxes; links, monitors and
+ * exits are kept the way OTP expects of a process that traps exits:
+ * an exit signal to a mailbox arrives as the message
+ * {'EXIT', From, Reason}.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "log.h"
+#include "node_int.h"
+
+/* The payload of @c as external term format with its version byte. The
+ * distribution header form has no 131 before the message; the byte in
+ * front of it belongs to the control term, already decoded, so it is
+ * overwritten in place rather than copying the message. */
+static const uint8_t *ctrl_payload(struct kd_ctrl *c, size_t *len)
+{
+	uint8_t *p;
+
+	if (c->msg) {
+		*len = c->msg_len;
+		return c->msg;
+	}
+	if (!c->msg_term)
+		return NULL;
+	p = (uint8_t *)c->msg_term - 1;
+	*p = 131;
+	*len = c->msg_term_len + 1;
+	return p;
+}
+
+static void deliver(struct kdist_mailbox *m, const erlang_pid *from,
+		    const void *payload, size_t len)
+{
+	struct kdist_pid pub;
+
+	if (from)
+		kd_pid_to_public(from, &pub);
+	if (m->fn)
+		m->fn(m->user, m, from ? &pub : NULL, payload, len);
+}
+
+static void session_reply(struct kd_session *s, ei_x_buff *x)
+{
+	int err = kd_session_send(s, x, NULL, 0, KD_SEND_FORCE);
+
+	if (err)
+		kd_debug("conn %s: reply not sent: %s", s->peer_name,
+			 strerror(-err));
+}
+
+static void relation_add(struct kdist_mailbox *m, const struct kd_relation *r)
+{
+	pthread_mutex_lock(&m->lock);
+	if (m->n_rels == m->cap_rels) {
+		size_t cap = m->cap_rels ? m->cap_rels * 2 : 4;
+		void *n = realloc(m->rels, cap * sizeof(*m->rels));
+
+		if (!n) {
+			pthread_mutex_unlock(&m->lock);
+			kd_err("mailbox %u: out of memory recording a link",
+			       m->epid.num);
+			return;
+		}
+		m->rels = n;
+		m->cap_rels = cap;
+	}
+	m->rels[m->n_rels++] = *r;
+	pthread_mutex_unlock(&m->lock);
+}
+
+static bool pid_equal(const erlang_pid *a, const erlang_pid *b)
+{
+	return a->num == b->num && a->serial == b->serial &&
+	       a->creation == b->creation && strcmp(a->node, b->node) == 0;
+}
+
+static bool ref_equal(const erlang_ref *a, const erlang_ref *b)
+{
+	return a->len == b->len && a->creation == b->creation &&
+	       memcmp(a->n, b->n, (size_t)a->len * sizeof(a->n[0])) == 0 &&
+	       strcmp(a->node, b->node) == 0;
+}
+
+/* Removes the link with @pid, or the monitor with @ref. */
+static void relation_remove(struct kdist_mailbox *m, const erlang_pid *pid,
+			    const erlang_ref *ref)
+{
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < m->n_rels; i++) {
+		struct kd_relation *r = &m->rels[i];
+		bool hit = ref ? r->monitor && ref_equal(&r->ref, ref)
+			       : !r->monitor && pid_equal(&r->remote, pid);
+
+		if (hit) {
+			m->rels[i] = m->rels[--m->n_rels];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+static struct kdist_mailbox *ctrl_target(struct kd_session *s,
+					 const struct kd_ctrl *c)
+{
+	if (c->has_to_pid)
+		return kd_mailbox_find_pid(s->node, &c->to);
+	if (c->to_name[0])
+		return kd_mailbox_find_name(s->node, c->to_name);
+	return NULL;
+}
+
+static void dist_send(struct kd_session *s, struct kd_ctrl *c)
+{
+	struct kdist_mailbox *m = ctrl_target(s, c);
+	const uint8_t *payload;
+	size_t len;
+
+	if (!m)
+		return; /* as in OTP: a message to no one is dropped */
+	payload = ctrl_payload(c, &len);
+	if (payload)
+		deliver(m, c->has_from ? &c->from : NULL, payload, len);
+	kd_mailbox_put(m);
+}
+
+static void dist_link(struct kd_session *s, struct kd_ctrl *c)
+{
+	struct kdist_mailbox *m = kd_mailbox_find_pid(s->node, &c->to);
+	struct kd_relation r = { .remote = c->from };
+	ei_x_buff x;
+
+	if (m) {
+		relation_add(m, &r);
+		kd_mailbox_put(m);
+		return;
+	}
+	if (ei_x_new(&x) != 0)
+		return;
+	if (kd_ctrl_encode_exit(&x, &c->to, &c->from, "noproc") == 0)
+		session_reply(s, &x);
+	ei_x_free(&x);
+}
+
+static void dist_unlink_id(struct kd_session *s, struct kd_ctrl *c)
+{
+	struct kdist_mailbox *m = kd_mailbox_find_pid(s->node, &c->to);
+	ei_x_buff x;
+
+	if (m) {
+		relation_remove(m, &c->from, NULL);
+		kd_mailbox_put(m);
+	}
+	/* Acknowledged at once, before any other signal to that sender. */
+	if (ei_x_new(&x) != 0)
+		return;
+	if (kd_ctrl_encode_unlink_id_ack(&x, c->unlink_id, &c->to, &c->from) ==
+	    0)
+		session_reply(s, &x);
+	ei_x_free(&x);
+}
+
+/* The old unlink, which OTP 26 and later no longer send. */
+static void dist_unlink(struct kd_session *s, struct kd_ctrl *c)
+{
+	struct kdist_mailbox *m = kd_mailbox_find_pid(s->node, &c->to);
+
+	if (!m)
+		return;
+	relation_remove(m, &c->from, NULL);
+	kd_mailbox_put(m);
+}
+
+/* Delivers an exit signal as {'EXIT', From, Reason}. */
+static void dist_exit(struct kd_session *s, struct kd_ctrl *c, bool linked)
+{
+	struct kdist_mailbox *m = kd_mailbox_find_pid(s->node, &c->to);
+	const uint8_t *reason = c->reason;
+	size_t reason_len = c->reason_len;
+	ei_x_buff x;
+
+	if (!m)
+		return;
+	if (linked)
+		relation_remove(m, &c->from, NULL);
+	if (!reason) {
+		reason = c->msg_term;
+		reason_len = c->msg_term_len;
+	}
+	if (ei_x_new_with_version(&x) == 0) {
+		ei_x_encode_tuple_header(&x, 3);
+		ei_x_encode_atom(&x, "EXIT");
+		ei_x_encode_pid(&x, &c->from);
+		if (reason)
+			ei_x_append_buf(&x, (const char *)reason,
+					(int)reason_len);
+		else
+			ei_x_encode_atom(&x, "normal");
+		deliver(m, &c->from, x.buff, (size_t)x.index);
+		ei_x_free(&x);
+	}
+	kd_mailbox_put(m);
+}
+
+static void dist_monitor(struct kd_session *s, struct kd_ctrl *c)
+{
+	struct kdist_mailbox *m = ctrl_target(s, c);
+	struct kd_relation r = {
+		.remote = c->from,
+		.monitor = true,
+		.by_name = !c->has_to_pid,
+		.ref = c->ref,
+	};
+	ei_x_buff x;
+
+	if (m) {
+		relation_add(m, &r);
+		kd_mailbox_put(m);
+		return;
+	}
+	/* No such process: the monitor fires at once with noproc. */
+	if (ei_x_new(&x) != 0)
+		return;
+	if (kd_ctrl_encode_monitor_p_exit(&x, c->has_to_pid ? &c->to : NULL,
+					  c->has_to_pid ? NULL : c->to_name,
+					  &c->from, &c->ref, "noproc") == 0)
+		session_reply(s, &x);
+	ei_x_free(&x);
+}
+
+static void dist_demonitor(struct kd_session *s, struct kd_ctrl *c)
+{
+	struct kdist_mailbox *m = ctrl_target(s, c);
+
+	if (!m)
+		return;
+	relation_remove(m, NULL, &c->ref);
+	kd_mailbox_put(m);
+}
+
+static void dist_spawn_request(struct kd_session *s, struct kd_ctrl *c)
+{
+	ei_x_buff x;
+
+	if (ei_x_new(&x) != 0)
+		return;
+	if (kd_ctrl_encode_spawn_reply_error(&x, &c->ref, &c->from,
+					     "notsup") == 0)
+		session_reply(s, &x);
+	ei_x_free(&x);
+}
+
+static void dist_unknown(struct kd_session *s, int op, const char *why)
+{
+	atomic_fetch_add(&s->unknown_ctrl, 1);
+	if (!atomic_exchange(&s->unknown_logged, true))
+		kd_warn("conn %s: control message %d not handled (%s); "
+			"counting further ones without logging",
+			s->peer_name, op, why);
+}
+
+static void dist_dispatch(struct kd_session *s, struct kd_ctrl *c)
+{
+	switch (c->op) {
+	case KD_DOP_SEND:
+	case KD_DOP_SEND_SENDER:
+	case KD_DOP_REG_SEND:
+		dist_send(s, c);
+		break;
+	case KD_DOP_LINK:
+		dist_link(s, c);
+		break;
+	case KD_DOP_UNLINK:
+		dist_unlink(s, c);
+		break;
+	case KD_DOP_UNLINK_ID:
+		dist_unlink_id(s, c);
+		break;
+	case KD_DOP_EXIT:
+	case KD_DOP_PAYLOAD_EXIT:
+		dist_exit(s, c, true);
+		break;
+	case KD_DOP_EXIT2:
+	case KD_DOP_PAYLOAD_EXIT2:
+		dist_exit(s, c, false);
+		break;
+	case KD_DOP_MONITOR_P:
+		dist_monitor(s, c);
+		break;
+	case KD_DOP_DEMONITOR_P:
+		dist_demonitor(s, c);
+		break;
+	case KD_DOP_SPAWN_REQUEST:
+		dist_spawn_request(s, c);
+		break;
+	case KD_DOP_GROUP_LEADER:
+	case KD_DOP_UNLINK_ID_ACK:
+	case KD_DOP_MONITOR_P_EXIT:
+	case KD_DOP_PAYLOAD_MONITOR_P_EXIT:
+	case KD_DOP_SPAWN_REPLY:
+		/* kdist sets up no links, monitors or spawns of its own. */
+		break;
+	default:
+		dist_unknown(s, c->op, "not expected from a peer");
+		break;
+	}
+}
+
+static void session_packet(void *user, struct kd_link *link,
+			   const uint8_t *data, size_t len)
+{
+	struct kd_session *s = user;
+	uint8_t *whole = NULL;
+	size_t whole_len;
+	struct kd_ctrl c;
+	char err[200];
+	int r;
+
+	if (len >= 2 && data[0] == 131 && (data[1] == 69 || data[1] == 70)) {
+		r = kd_frag_input(s->frags, data, len, &whole, &whole_len, err,
+				  sizeof(err));
+		if (r <= 0) {
+			if (r < 0)
+				kd_link_close(link, -EPROTO, err);
+			return;
+		}
+		data = whole;
+		len = whole_len;
+	}
+	r = kd_ctrl_decode(data, len, &c, err, sizeof(err));
+	if (r == -EOPNOTSUPP)
+		dist_unknown(s, c.op, err);
+	else if (r < 0)
+		kd_link_close(link, -EPROTO, err);
+	else
+		dist_dispatch(s, &c);
+	free(whole);
+}
+
+static void session_closed(void *user, struct kd_link *link, int err,
+			   const char *reason)
+{
+	struct kd_session *s = user;
+	struct kd_cmd *cmd = calloc(1, sizeof(*cmd));
+
+	s->close_err = err;
+	snprintf(s->close_reason, sizeof(s->close_reason), "%s",
+		 reason ? reason : "closed");
+	if (!cmd) {
+		kd_err("conn %s: out of memory reporting nodedown",
+		       s->peer_name);
+		return;
+	}
+	cmd->type = KD_CMD_LINK_CLOSED;
+	cmd->session = s;
+	kd_post_cmd(s->node, cmd);
+}
+
+static void session_writable(void *user, struct kd_link *link)
+{
+	struct kd_session *s = user;
+	struct kdist_node *node = s->node;
+	kdist_writable_fn fn;
+	void *fn_user;
+
+	pthread_mutex_lock(&node->lock);
+	fn = node->writable_fn;
+	fn_user = node->writable_user;
+	pthread_mutex_unlock(&node->lock);
+	if (fn)
+		fn(fn_user, s->peer_name);
+}
+
+const struct kd_link_callbacks kd_session_callbacks = {
+	.packet = session_packet,
+	.closed = session_closed,
+	.writable = session_writable,
+};
+
+void kd_session_free(struct kd_session *s)
+{
+	kd_frag_table_free(s->frags);
+	kd_link_release(s->link);
+	free(s);
+}
+
+/* ---- net_kernel: answers net_adm:ping/1 ---- */
+
+/* Handles {'$gen_call', {From, Tag}, {is_auth, Node}} with {Tag, yes}. */
+static void net_kernel_receive(void *user, struct kdist_mailbox *mbox,
+			       const struct kdist_pid *sender,
+			       const void *payload, size_t len)
+{
+	const char *buf = payload;
+	char atom[MAXATOMLEN_UTF8];
+	int idx = 0, arity, version, tag_start, tag_end;
+	erlang_pid from;
+	struct kdist_pid to;
+	ei_x_buff x;
+
+	if (ei_decode_version(buf, &idx, &version) ||
+	    ei_decode_tuple_header(buf, &idx, &arity) || arity != 3 ||
+	    ei_decode_atom(buf, &idx, atom) || strcmp(atom, "$gen_call") ||
+	    ei_decode_tuple_header(buf, &idx, &arity) || arity != 2 ||
+	    ei_decode_pid(buf, &idx, &from))
+		return;
+	tag_start = idx;
+	if (ei_skip_term(buf, &idx))
+		return;
+	tag_end = idx;
+	if (ei_decode_tuple_header(buf, &idx, &arity) || arity != 2 ||
+	    ei_decode_atom(buf, &idx, atom) || strcmp(atom, "is_auth"))
+		return;
+	if ((size_t)tag_end > len)
+		return;
+
+	if (ei_x_new_with_version(&x) != 0)
+		return;
+	ei_x_encode_tuple_header(&x, 2);
+	ei_x_append_buf(&x, buf + tag_start, tag_end - tag_start);
+	ei_x_encode_atom(&x, "yes");
+	kd_pid_to_public(&from, &to);
+	kdist_send_pid(mbox, &to, x.buff, (size_t)x.index);
+	ei_x_free(&x);
+}
+
+int kd_net_kernel_open(struct kdist_node *node)
+{
+	return kdist_mailbox_open(node, "net_kernel", net_kernel_receive, node,
+				  &node->net_kernel);
+}

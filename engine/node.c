@@ -1,0 +1,943 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The public API: node life cycle, mailboxes, the peer table and sending.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "epmd.h"
+#include "error.h"
+#include "log.h"
+#include "node_int.h"
+
+uint64_t kd_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void kdist_config_init(struct kdist_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->proto = KDIST_PROTO_INET_TLS;
+	cfg->net_ticktime = 60;
+	cfg->data_threads = 1;
+	cfg->max_packet = KDIST_DEFAULT_MAX_PACKET;
+	cfg->send_queue_bytes = KDIST_DEFAULT_SEND_QUEUE;
+	cfg->handshake_timeout_ms = 7000;
+	cfg->ktls = KDIST_KTLS_AUTO;
+	cfg->log_level = KDIST_LOG_INFO;
+}
+
+/* Host part for a node name without one: short for -sname, fully
+ * qualified for -name, as erl picks them. */
+static int node_default_host(bool longnames, char *host, size_t cap)
+{
+	struct addrinfo hints = { .ai_flags = AI_CANONNAME };
+	struct addrinfo *res = NULL;
+	char buf[256];
+	char *dot;
+
+	if (gethostname(buf, sizeof(buf)) != 0)
+		return kd_fail(errno, "node: gethostname failed: %s",
+			       strerror(errno));
+	buf[sizeof(buf) - 1] = '\0';
+	if (!longnames) {
+		dot = strchr(buf, '.');
+		if (dot)
+			*dot = '\0';
+		snprintf(host, cap, "%s", buf);
+		return 0;
+	}
+	if (strchr(buf, '.') == NULL &&
+	    getaddrinfo(buf, NULL, &hints, &res) == 0 && res->ai_canonname &&
+	    strchr(res->ai_canonname, '.'))
+		snprintf(buf, sizeof(buf), "%s", res->ai_canonname);
+	if (res)
+		freeaddrinfo(res);
+	if (strchr(buf, '.') == NULL)
+		return kd_fail(EINVAL,
+			       "node: host name '%s' is not fully qualified, "
+			       "which -name needs; give -name NAME@HOST.DOMAIN "
+			       "or use -sname",
+			       buf);
+	snprintf(host, cap, "%s", buf);
+	return 0;
+}
+
+static int node_set_name(struct kdist_node *node, const char *name,
+			 bool longnames)
+{
+	const char *at = strchr(name, '@');
+	size_t alive_len = at ? (size_t)(at - name) : strlen(name);
+	int err;
+
+	if (alive_len == 0 || alive_len > 200)
+		return kd_fail(EINVAL,
+			       "node: invalid node name '%s': the part before "
+			       "'@' must be 1 to 200 characters",
+			       name);
+	memcpy(node->alive, name, alive_len);
+	node->alive[alive_len] = '\0';
+	if (at) {
+		snprintf(node->host, sizeof(node->host), "%s", at + 1);
+	} else {
+		err = node_default_host(longnames, node->host,
+					sizeof(node->host));
+		if (err)
+			return err;
+	}
+	if (node->host[0] == '\0')
+		return kd_fail(EINVAL, "node: node name '%s' has an empty host",
+			       name);
+	if (!longnames && strchr(node->host, '.'))
+		kd_warn("node: -sname with a dotted host '%s'; erl nodes "
+			"started with -sname may not reach it",
+			node->host);
+	snprintf(node->name, sizeof(node->name), "%s@%s", node->alive,
+		 node->host);
+	return 0;
+}
+
+/* Reads ~/.erlang.cookie, creating it as erl does (20 random upper-case
+ * letters, mode 0400) when it is missing. */
+static int node_read_cookie_file(char *cookie, size_t cap)
+{
+	const char *home = getenv("HOME");
+	char path[512];
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	if (!home || !*home)
+		return kd_fail(ENOENT, "node: no -setcookie and HOME is not "
+				       "set, so ~/.erlang.cookie is unknown");
+	snprintf(path, sizeof(path), "%s/.erlang.cookie", home);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		uint8_t rnd[20];
+		char fresh[21];
+
+		RAND_bytes(rnd, sizeof(rnd));
+		for (size_t i = 0; i < sizeof(rnd); i++)
+			fresh[i] = (char)('A' + rnd[i] % 26);
+		fresh[20] = '\0';
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
+		if (fd >= 0) {
+			if (write(fd, fresh, 20) != 20)
+				kd_warn("node: short write to %s", path);
+			close(fd);
+			kd_info("node: created cookie file %s", path);
+		}
+		OPENSSL_cleanse(fresh, sizeof(fresh));
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	}
+	if (fd < 0)
+		return kd_fail(errno, "node: cannot read cookie file %s: %s",
+			       path, strerror(errno));
+	if (fstat(fd, &st) == 0 && (st.st_mode & 0077)) {
+		close(fd);
+		return kd_fail(EACCES,
+			       "node: cookie file %s must be accessible by its "
+			       "owner only (chmod 400 %s)",
+			       path, path);
+	}
+	n = read(fd, cookie, cap - 1);
+	close(fd);
+	if (n < 0)
+		return kd_fail(errno, "node: read %s failed: %s", path,
+			       strerror(errno));
+	while (n > 0 && (cookie[n - 1] == '\n' || cookie[n - 1] == '\r' ||
+			 cookie[n - 1] == ' '))
+		n--;
+	cookie[n] = '\0';
+	if (n == 0)
+		return kd_fail(EINVAL, "node: cookie file %s is empty", path);
+	return 0;
+}
+
+static void node_log_sink(void *user, enum kd_log_level level,
+			  const char *line)
+{
+	struct kdist_node *node = user;
+
+	node->cfg.log_fn(node->cfg.log_user, (enum kdist_log_level)level,
+			 line);
+}
+
+static int node_setup_tls(struct kdist_node *node)
+{
+	char err[512];
+	int ret;
+
+	node->tls_cfg = kd_tls_config_new();
+	if (!node->tls_cfg)
+		return -ENOMEM;
+	if (node->cfg.ssl_dist_optfile) {
+		ret = kd_tls_config_load_file(node->tls_cfg,
+					      node->cfg.ssl_dist_optfile, err,
+					      sizeof(err));
+		if (ret)
+			return kd_fail(ret, "%s", err);
+	}
+	for (size_t i = 0; i + 1 < node->cfg.n_ssl_dist_opts; i += 2) {
+		ret = kd_tls_config_add_opt(node->tls_cfg,
+					    node->cfg.ssl_dist_opts[i],
+					    node->cfg.ssl_dist_opts[i + 1], err,
+					    sizeof(err));
+		if (ret)
+			return kd_fail(ret, "%s", err);
+	}
+	node->server_ctx = kd_tls_config_server_ctx(node->tls_cfg, err,
+						    sizeof(err));
+	if (!node->server_ctx)
+		return kd_fail(EINVAL, "%s", err);
+	node->client_ctx = kd_tls_config_client_ctx(node->tls_cfg, err,
+						    sizeof(err));
+	if (!node->client_ctx)
+		return kd_fail(EINVAL, "%s", err);
+	kd_ktls_prepare_ctx(node->server_ctx);
+	kd_ktls_prepare_ctx(node->client_ctx);
+	kd_ktls_probe(&node->ktls_caps);
+	kd_info("node: kernel TLS: %s%s", node->ktls_caps.detail,
+		node->cfg.ktls == KDIST_KTLS_OFF ? " (disabled by ktls=off)"
+						 : "");
+	return 0;
+}
+
+int kdist_node_create(const struct kdist_config *cfg,
+		      struct kdist_node **out)
+{
+	struct kdist_node *node;
+	int err;
+
+	if (!cfg || !cfg->node_name || !out)
+		return kd_fail(EINVAL, "node: a node name is required "
+				       "(-sname NAME or -name NAME)");
+	node = calloc(1, sizeof(*node));
+	if (!node)
+		return -ENOMEM;
+	node->cfg = *cfg;
+	node->listen_fd = -1;
+	node->epmd_fd = -1;
+	node->wake_fd = -1;
+	node->next_pid = 1;
+	pthread_mutex_init(&node->lock, NULL);
+	pthread_cond_init(&node->cond, NULL);
+	pthread_mutex_init(&node->cmd_lock, NULL);
+	if (!node->cfg.net_ticktime)
+		node->cfg.net_ticktime = 60;
+	if (!node->cfg.data_threads)
+		node->cfg.data_threads = 1;
+	if (!node->cfg.max_packet)
+		node->cfg.max_packet = KDIST_DEFAULT_MAX_PACKET;
+	if (!node->cfg.send_queue_bytes)
+		node->cfg.send_queue_bytes = KDIST_DEFAULT_SEND_QUEUE;
+	if (!node->cfg.handshake_timeout_ms)
+		node->cfg.handshake_timeout_ms = 7000;
+	if (node->cfg.log_fn)
+		kd_log_configure(node_log_sink, node,
+				 (enum kd_log_level)node->cfg.log_level);
+	else
+		kd_log_configure(NULL, NULL,
+				 (enum kd_log_level)node->cfg.log_level);
+	node->tls = cfg->proto == KDIST_PROTO_INET_TLS ||
+		    cfg->proto == KDIST_PROTO_INET6_TLS;
+	node->ipv6 = cfg->proto == KDIST_PROTO_INET6_TLS ||
+		     cfg->proto == KDIST_PROTO_INET6_TCP;
+	/* Only the name is copied; the caller's strings may go away. */
+	node->cfg.node_name = NULL;
+	node->cfg.cookie = NULL;
+	node->cfg.ssl_dist_optfile = NULL;
+	node->cfg.ssl_dist_opts = NULL;
+	node->cfg.n_ssl_dist_opts = 0;
+	node->cfg.epmd_host = NULL;
+
+	err = node_set_name(node, cfg->node_name, cfg->longnames);
+	if (err)
+		goto fail;
+	if (cfg->cookie) {
+		if (strlen(cfg->cookie) >= sizeof(node->cookie)) {
+			err = kd_fail(EINVAL, "node: cookie longer than 255 "
+					      "bytes");
+			goto fail;
+		}
+		snprintf(node->cookie, sizeof(node->cookie), "%s",
+			 cfg->cookie);
+	} else {
+		err = node_read_cookie_file(node->cookie,
+					    sizeof(node->cookie));
+		if (err)
+			goto fail;
+	}
+	if (node->tls) {
+		struct kdist_config tmp = *cfg;
+
+		node->cfg.ssl_dist_optfile = tmp.ssl_dist_optfile;
+		node->cfg.ssl_dist_opts = tmp.ssl_dist_opts;
+		node->cfg.n_ssl_dist_opts = tmp.n_ssl_dist_opts;
+		err = node_setup_tls(node);
+		node->cfg.ssl_dist_optfile = NULL;
+		node->cfg.ssl_dist_opts = NULL;
+		node->cfg.n_ssl_dist_opts = 0;
+		if (err)
+			goto fail;
+	}
+	if (cfg->epmd_host)
+		node->cfg.epmd_host = strdup(cfg->epmd_host);
+	if (!node->cfg.epmd_port) {
+		const char *env = getenv("ERL_EPMD_PORT");
+
+		node->cfg.epmd_port = env ? (uint16_t)atoi(env)
+					  : KD_EPMD_DEFAULT_PORT;
+	}
+	node->flags = KD_DFLAGS_MANDATORY | DFLAG_MANDATORY_25_DIGEST |
+		      DFLAG_DIST_MONITOR | DFLAG_DIST_MONITOR_NAME |
+		      DFLAG_SMALL_ATOM_TAGS | DFLAG_UNICODE_IO |
+		      DFLAG_SEND_SENDER | DFLAG_EXIT_PAYLOAD | DFLAG_SPAWN |
+		      DFLAG_BIG_SEQTRACE_LABELS | DFLAG_FRAGMENTS;
+	if (!cfg->hidden)
+		node->flags |= DFLAG_PUBLISHED;
+	*out = node;
+	return 0;
+
+fail:
+	kdist_node_destroy(node);
+	return err;
+}
+
+const char *kdist_node_name(const struct kdist_node *node)
+{
+	return node->name;
+}
+
+uint32_t kdist_node_creation(const struct kdist_node *node)
+{
+	return node->creation;
+}
+
+uint16_t kdist_node_port(const struct kdist_node *node)
+{
+	return node->port;
+}
+
+void kdist_set_node_monitor(struct kdist_node *node, kdist_nodeup_fn up,
+			    kdist_nodedown_fn down, void *user)
+{
+	pthread_mutex_lock(&node->lock);
+	node->up_fn = up;
+	node->down_fn = down;
+	node->monitor_user = user;
+	pthread_mutex_unlock(&node->lock);
+}
+
+void kdist_set_writable_fn(struct kdist_node *node, kdist_writable_fn fn,
+			   void *user)
+{
+	pthread_mutex_lock(&node->lock);
+	node->writable_fn = fn;
+	node->writable_user = user;
+	pthread_mutex_unlock(&node->lock);
+}
+
+int kdist_node_start(struct kdist_node *node)
+{
+	int err;
+
+	err = kd_loop_create(node->cfg.data_threads, &node->loop);
+	if (err)
+		return kd_fail(err, "node: cannot start the data loop: %s",
+			       strerror(-err));
+	err = kd_control_start(node);
+	if (err) {
+		kd_loop_destroy(node->loop);
+		node->loop = NULL;
+		return err;
+	}
+	err = kd_net_kernel_open(node);
+	if (err) {
+		kdist_node_stop(node);
+		return err;
+	}
+	return 0;
+}
+
+void kdist_node_stop(struct kdist_node *node)
+{
+	if (!node->running && !node->loop)
+		return;
+	kd_control_stop(node);
+	if (node->loop) {
+		kd_loop_destroy(node->loop);
+		node->loop = NULL;
+	}
+}
+
+static void node_free_peers(struct kdist_node *node)
+{
+	for (int b = 0; b < KD_PEER_BUCKETS; b++) {
+		struct kd_peer *p = node->peers[b];
+
+		while (p) {
+			struct kd_peer *next = p->next;
+			struct kd_pending_msg *m = p->q_head;
+
+			while (m) {
+				struct kd_pending_msg *mn = m->next;
+
+				free(m);
+				m = mn;
+			}
+			free(p);
+			p = next;
+		}
+		node->peers[b] = NULL;
+	}
+}
+
+void kdist_node_destroy(struct kdist_node *node)
+{
+	struct kdist_mailbox *m, *next;
+
+	if (!node)
+		return;
+	kdist_node_stop(node);
+	for (m = node->mailboxes; m; m = next) {
+		next = m->next;
+		pthread_mutex_destroy(&m->lock);
+		free(m->rels);
+		free(m);
+	}
+	node_free_peers(node);
+	if (node->server_ctx)
+		SSL_CTX_free(node->server_ctx);
+	if (node->client_ctx)
+		SSL_CTX_free(node->client_ctx);
+	kd_tls_config_free(node->tls_cfg);
+	free((char *)node->cfg.epmd_host);
+	OPENSSL_cleanse(node->cookie, sizeof(node->cookie));
+	pthread_mutex_destroy(&node->lock);
+	pthread_cond_destroy(&node->cond);
+	pthread_mutex_destroy(&node->cmd_lock);
+	free(node);
+}
+
+/* ---- peers ---- */
+
+static unsigned peer_hash(const char *name)
+{
+	unsigned h = 5381;
+
+	while (*name)
+		h = h * 33 + (unsigned char)*name++;
+	return h % KD_PEER_BUCKETS;
+}
+
+/* Finds the entry for @name; node->lock held. */
+struct kd_peer *kd_peer_get(struct kdist_node *node, const char *name,
+			    bool create)
+{
+	unsigned b = peer_hash(name);
+	struct kd_peer *p;
+
+	for (p = node->peers[b]; p; p = p->next)
+		if (strcmp(p->name, name) == 0)
+			return p;
+	if (!create)
+		return NULL;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	p->next = node->peers[b];
+	node->peers[b] = p;
+	return p;
+}
+
+/* ---- pids and refs ---- */
+
+void kd_pid_to_public(const erlang_pid *in, struct kdist_pid *out)
+{
+	snprintf(out->node, sizeof(out->node), "%s", in->node);
+	out->id = in->num;
+	out->serial = in->serial;
+	out->creation = in->creation;
+}
+
+void kd_pid_from_public(const struct kdist_pid *in, erlang_pid *out)
+{
+	memset(out, 0, sizeof(*out));
+	snprintf(out->node, sizeof(out->node), "%s", in->node);
+	out->num = in->id;
+	out->serial = in->serial;
+	out->creation = in->creation;
+}
+
+void kd_node_make_ref(struct kdist_node *node, erlang_ref *ref)
+{
+	uint32_t rnd[2];
+
+	memset(ref, 0, sizeof(*ref));
+	snprintf(ref->node, sizeof(ref->node), "%s", node->name);
+	RAND_bytes((unsigned char *)rnd, sizeof(rnd));
+	pthread_mutex_lock(&node->lock);
+	ref->n[0] = ++node->next_ref & 0x3ffff;
+	pthread_mutex_unlock(&node->lock);
+	ref->n[1] = rnd[0];
+	ref->n[2] = rnd[1];
+	ref->len = 3;
+	ref->creation = node->creation;
+}
+
+/* ---- mailboxes ---- */
+
+int kdist_mailbox_open(struct kdist_node *node, const char *name,
+		       kdist_receive_fn fn, void *user,
+		       struct kdist_mailbox **out)
+{
+	struct kdist_mailbox *m;
+
+	if (name && (strlen(name) == 0 || strlen(name) > KDIST_MAX_ATOM))
+		return kd_fail(EINVAL, "mailbox: invalid name '%s'", name);
+	if (!node->creation)
+		return kd_fail(EAGAIN, "mailbox: open mailboxes after "
+				       "kdist_node_start(), which gives the "
+				       "node its creation");
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->node = node;
+	m->fn = fn;
+	m->user = user;
+	atomic_init(&m->refs, 1);
+	pthread_mutex_init(&m->lock, NULL);
+	if (name)
+		snprintf(m->name, sizeof(m->name), "%s", name);
+
+	pthread_mutex_lock(&node->lock);
+	if (name) {
+		for (struct kdist_mailbox *o = node->mailboxes; o; o = o->next)
+			if (!o->closed && strcmp(o->name, name) == 0) {
+				pthread_mutex_unlock(&node->lock);
+				pthread_mutex_destroy(&m->lock);
+				free(m);
+				return kd_fail(EEXIST,
+					       "mailbox: name '%s' is already "
+					       "registered",
+					       name);
+			}
+	}
+	snprintf(m->epid.node, sizeof(m->epid.node), "%s", node->name);
+	m->epid.num = node->next_pid++ & 0x7fff;
+	m->epid.serial = 0;
+	m->epid.creation = node->creation;
+	kd_pid_to_public(&m->epid, &m->pid);
+	m->next = node->mailboxes;
+	node->mailboxes = m;
+	pthread_mutex_unlock(&node->lock);
+	*out = m;
+	return 0;
+}
+
+const struct kdist_pid *kdist_mailbox_pid(const struct kdist_mailbox *mbox)
+{
+	return &mbox->pid;
+}
+
+struct kdist_mailbox *kd_mailbox_find_name(struct kdist_node *node,
+					   const char *name)
+{
+	struct kdist_mailbox *m;
+
+	pthread_mutex_lock(&node->lock);
+	for (m = node->mailboxes; m; m = m->next)
+		if (!m->closed && m->name[0] && strcmp(m->name, name) == 0)
+			break;
+	if (m)
+		atomic_fetch_add(&m->refs, 1);
+	pthread_mutex_unlock(&node->lock);
+	return m;
+}
+
+struct kdist_mailbox *kd_mailbox_find_pid(struct kdist_node *node,
+					  const erlang_pid *pid)
+{
+	struct kdist_mailbox *m;
+
+	if (strcmp(pid->node, node->name) != 0)
+		return NULL;
+	pthread_mutex_lock(&node->lock);
+	for (m = node->mailboxes; m; m = m->next)
+		if (!m->closed && m->epid.num == pid->num &&
+		    m->epid.serial == pid->serial)
+			break;
+	if (m)
+		atomic_fetch_add(&m->refs, 1);
+	pthread_mutex_unlock(&node->lock);
+	return m;
+}
+
+/* Drops a reference. The memory itself stays on the node's list until
+ * the node is destroyed, so a racing lookup never touches freed memory. */
+void kd_mailbox_put(struct kdist_mailbox *mbox)
+{
+	atomic_fetch_sub(&mbox->refs, 1);
+}
+
+/* Sends the exit signals a closing mailbox owes: EXIT to each linked
+ * process and MONITOR_P_EXIT to each monitoring one. */
+static void mailbox_signal_exit(struct kdist_mailbox *m, const char *reason)
+{
+	struct kd_relation *rels;
+	size_t n;
+	ei_x_buff x;
+
+	pthread_mutex_lock(&m->lock);
+	rels = m->rels;
+	n = m->n_rels;
+	m->rels = NULL;
+	m->n_rels = m->cap_rels = 0;
+	pthread_mutex_unlock(&m->lock);
+
+	for (size_t i = 0; i < n; i++) {
+		struct kd_relation *r = &rels[i];
+
+		if (ei_x_new(&x) != 0)
+			break;
+		if (r->monitor)
+			kd_ctrl_encode_monitor_p_exit(
+				&x, &m->epid, r->by_name ? m->name : NULL,
+				&r->remote, &r->ref, reason);
+		else
+			kd_ctrl_encode_exit(&x, &m->epid, &r->remote, reason);
+		kd_node_send_packet(m->node, r->remote.node, &x, NULL, 0,
+				    KD_SEND_FORCE);
+		ei_x_free(&x);
+	}
+	free(rels);
+}
+
+void kdist_mailbox_close(struct kdist_mailbox *mbox, const char *reason)
+{
+	struct kdist_node *node = mbox->node;
+
+	pthread_mutex_lock(&node->lock);
+	if (mbox->closed) {
+		pthread_mutex_unlock(&node->lock);
+		return;
+	}
+	mbox->closed = true;
+	pthread_mutex_unlock(&node->lock);
+	mailbox_signal_exit(mbox, reason ? reason : "normal");
+	kd_mailbox_put(mbox);
+}
+
+/* Forgets the links and monitors held by processes on @peer, which has
+ * gone down. */
+void kd_mailbox_drop_node(struct kdist_node *node, const char *peer)
+{
+	pthread_mutex_lock(&node->lock);
+	for (struct kdist_mailbox *m = node->mailboxes; m; m = m->next) {
+		size_t j = 0;
+
+		pthread_mutex_lock(&m->lock);
+		for (size_t i = 0; i < m->n_rels; i++)
+			if (strcmp(m->rels[i].remote.node, peer) != 0)
+				m->rels[j++] = m->rels[i];
+		m->n_rels = j;
+		pthread_mutex_unlock(&m->lock);
+	}
+	pthread_mutex_unlock(&node->lock);
+}
+
+/* ---- sending ---- */
+
+int kd_session_send(struct kd_session *s, const ei_x_buff *ctrl,
+		    const void *msg, size_t len, unsigned flags)
+{
+	struct iovec iov[2] = {
+		{ .iov_base = ctrl->buff, .iov_len = (size_t)ctrl->index },
+		{ .iov_base = (void *)msg, .iov_len = len },
+	};
+
+	return kd_link_send(s->link, iov, msg ? 2 : 1, flags);
+}
+
+static int peer_queue(struct kd_peer *p, size_t limit, const ei_x_buff *ctrl,
+		      const void *msg, size_t len)
+{
+	size_t total = (size_t)ctrl->index + len;
+	struct kd_pending_msg *m;
+
+	if (p->q_bytes + total > limit)
+		return -EAGAIN;
+	m = malloc(sizeof(*m) + total);
+	if (!m)
+		return -ENOMEM;
+	m->next = NULL;
+	m->len = total;
+	memcpy(m->data, ctrl->buff, (size_t)ctrl->index);
+	if (len)
+		memcpy(m->data + ctrl->index, msg, len);
+	if (p->q_tail)
+		p->q_tail->next = m;
+	else
+		p->q_head = m;
+	p->q_tail = m;
+	p->q_bytes += total;
+	return 0;
+}
+
+int kd_node_send_packet(struct kdist_node *node, const char *peer,
+			const ei_x_buff *ctrl, const void *msg, size_t len,
+			unsigned flags)
+{
+	struct kd_session *s = NULL;
+	struct kd_peer *p;
+	struct kd_cmd *cmd;
+	int err;
+
+	if (strcmp(peer, node->name) == 0)
+		return kd_fail(EINVAL, "send: local delivery to %s is not "
+				       "supported; call the receive function "
+				       "directly", peer);
+	if (!strchr(peer, '@'))
+		return kd_fail(EINVAL,
+			       "send: invalid node name '%s' (expected "
+			       "name@host)",
+			       peer);
+	pthread_mutex_lock(&node->lock);
+	p = kd_peer_get(node, peer, true);
+	if (!p) {
+		pthread_mutex_unlock(&node->lock);
+		return -ENOMEM;
+	}
+	if (p->state == KD_PEER_UP) {
+		s = p->session;
+		kd_link_hold(s->link);
+		pthread_mutex_unlock(&node->lock);
+		err = kd_session_send(s, ctrl, msg, len, flags);
+		kd_link_release(s->link);
+		return err;
+	}
+	err = peer_queue(p, node->cfg.send_queue_bytes, ctrl, msg, len);
+	if (err || p->state == KD_PEER_CONNECTING || !node->running) {
+		pthread_mutex_unlock(&node->lock);
+		return node->running ? err : -ENOTCONN;
+	}
+	p->state = KD_PEER_CONNECTING;
+	pthread_mutex_unlock(&node->lock);
+
+	cmd = calloc(1, sizeof(*cmd));
+	if (!cmd)
+		return -ENOMEM;
+	cmd->type = KD_CMD_CONNECT;
+	snprintf(cmd->peer, sizeof(cmd->peer), "%s", peer);
+	kd_post_cmd(node, cmd);
+	return 0;
+}
+
+int kdist_send_pid(struct kdist_mailbox *from, const struct kdist_pid *to,
+		   const void *payload, size_t len)
+{
+	erlang_pid epid;
+	ei_x_buff x;
+	int err;
+
+	if (!payload || len < 2 || ((const uint8_t *)payload)[0] != 131)
+		return kd_fail(EINVAL, "send: payload must be external term "
+				       "format starting with version byte "
+				       "131");
+	kd_pid_from_public(to, &epid);
+	if (ei_x_new(&x) != 0)
+		return -ENOMEM;
+	err = kd_ctrl_encode_send_sender(&x, &from->epid, &epid);
+	if (!err)
+		err = kd_node_send_packet(from->node, to->node, &x, payload,
+					  len, 0);
+	ei_x_free(&x);
+	return err;
+}
+
+int kdist_send_name(struct kdist_mailbox *from, const char *node,
+		    const char *name, const void *payload, size_t len)
+{
+	ei_x_buff x;
+	int err;
+
+	if (!payload || len < 2 || ((const uint8_t *)payload)[0] != 131)
+		return kd_fail(EINVAL, "send: payload must be external term "
+				       "format starting with version byte "
+				       "131");
+	if (!name || !*name || strlen(name) > KDIST_MAX_ATOM)
+		return kd_fail(EINVAL, "send: invalid registered name");
+	if (ei_x_new(&x) != 0)
+		return -ENOMEM;
+	err = kd_ctrl_encode_reg_send(&x, &from->epid, name);
+	if (!err)
+		err = kd_node_send_packet(from->node, node, &x, payload, len,
+					  0);
+	ei_x_free(&x);
+	return err;
+}
+
+int kdist_connect(struct kdist_node *node, const char *peer,
+		  unsigned timeout_ms)
+{
+	uint64_t deadline = kd_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	struct timespec ts;
+	struct kd_peer *p;
+	struct kd_cmd *cmd;
+	bool start = false;
+	int err = 0;
+
+	if (!strchr(peer, '@'))
+		return kd_fail(EINVAL,
+			       "connect: invalid node name '%s' (expected "
+			       "name@host)",
+			       peer);
+	pthread_mutex_lock(&node->lock);
+	p = kd_peer_get(node, peer, true);
+	if (!p) {
+		pthread_mutex_unlock(&node->lock);
+		return -ENOMEM;
+	}
+	if (p->state == KD_PEER_IDLE) {
+		p->state = KD_PEER_CONNECTING;
+		p->last_error = 0;
+		start = true;
+	}
+	pthread_mutex_unlock(&node->lock);
+	if (start) {
+		cmd = calloc(1, sizeof(*cmd));
+		if (!cmd)
+			return -ENOMEM;
+		cmd->type = KD_CMD_CONNECT;
+		snprintf(cmd->peer, sizeof(cmd->peer), "%s", peer);
+		kd_post_cmd(node, cmd);
+	}
+
+	pthread_mutex_lock(&node->lock);
+	while (p->state == KD_PEER_CONNECTING) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		uint64_t now = kd_now_ns();
+
+		if (now >= deadline) {
+			err = kd_fail(ETIMEDOUT,
+				      "connect: %s: no connection within %u "
+				      "ms",
+				      peer, timeout_ms);
+			break;
+		}
+		uint64_t left = deadline - now;
+
+		ts.tv_sec += (time_t)(left / 1000000000ull);
+		ts.tv_nsec += (long)(left % 1000000000ull);
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&node->cond, &node->lock, &ts);
+	}
+	if (!err && p->state != KD_PEER_UP)
+		err = kd_fail(p->last_error ? p->last_error : ECONNREFUSED,
+			      "connect: %s: %s", peer,
+			      p->last_reason[0] ? p->last_reason
+						: "connection failed");
+	pthread_mutex_unlock(&node->lock);
+	return err;
+}
+
+int kdist_disconnect(struct kdist_node *node, const char *peer)
+{
+	struct kd_session *s = NULL;
+	struct kd_peer *p;
+
+	pthread_mutex_lock(&node->lock);
+	p = kd_peer_get(node, peer, false);
+	if (p && p->state == KD_PEER_UP) {
+		s = p->session;
+		kd_link_hold(s->link);
+	}
+	pthread_mutex_unlock(&node->lock);
+	if (!s)
+		return kd_fail(ENOTCONN, "disconnect: %s is not connected",
+			       peer);
+	kd_link_close(s->link, -ECONNABORTED, "disconnected by this node");
+	kd_link_release(s->link);
+	return 0;
+}
+
+int kdist_node_stats(struct kdist_node *node,
+		     void (*fn)(void *user, const struct kdist_conn_stats *st),
+		     void *user)
+{
+	struct kdist_conn_stats *all = NULL;
+	size_t n = 0, cap = 0;
+
+	pthread_mutex_lock(&node->lock);
+	for (int b = 0; b < KD_PEER_BUCKETS; b++) {
+		for (struct kd_peer *p = node->peers[b]; p; p = p->next) {
+			struct kd_session *s = p->session;
+			struct kdist_conn_stats *st;
+			struct kd_link_stats ls;
+
+			if (p->state != KD_PEER_UP || !s)
+				continue;
+			if (n == cap) {
+				size_t ncap = cap ? cap * 2 : 16;
+				void *na = realloc(all, ncap * sizeof(*all));
+
+				if (!na)
+					break;
+				all = na;
+				cap = ncap;
+			}
+			st = &all[n++];
+			memset(st, 0, sizeof(*st));
+			kd_link_get_stats(s->link, &ls);
+			snprintf(st->peer, sizeof(st->peer), "%s", s->peer_name);
+			st->initiator = s->initiator;
+			snprintf(st->tls_version, sizeof(st->tls_version), "%s",
+				 s->tls_version);
+			snprintf(st->tls_cipher, sizeof(st->tls_cipher), "%s",
+				 s->tls_cipher);
+			snprintf(st->record_path, sizeof(st->record_path), "%s",
+				 s->record_path);
+			snprintf(st->path_reason, sizeof(st->path_reason), "%s",
+				 s->path_reason);
+			st->peer_flags = s->flags;
+			st->bytes_in = ls.bytes_in;
+			st->bytes_out = ls.bytes_out;
+			st->msgs_in = ls.msgs_in;
+			st->msgs_out = ls.msgs_out;
+			st->ticks_in = ls.ticks_in;
+			st->ticks_out = ls.ticks_out;
+			st->send_queue_bytes = ls.queued_bytes;
+			st->unknown_ctrl = atomic_load(&s->unknown_ctrl);
+		}
+	}
+	pthread_mutex_unlock(&node->lock);
+	for (size_t i = 0; i < n; i++)
+		fn(user, &all[i]);
+	free(all);
+	return (int)n;
+}
+
+int kdist_register_verify_fun(const char *mfa, kdist_verify_fn fn,
+			      void *user)
+{
+	return kd_verify_fun_register(mfa, fn, user);
+}
