@@ -53,7 +53,7 @@ static uint32_t get32(const uint8_t *p)
 	       (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Returns the length of @name, or a negative errno unless 1..255 bytes. */
+/* Returns the length of @name, or a negative errno unless 1 to @max bytes. */
 static int check_name(const char *name, size_t max)
 {
 	size_t len = strnlen(name, max + 1);

@@ -10,8 +10,9 @@
 #include <stdint.h>
 
 #define KD_EPMD_DEFAULT_PORT 4369
-/* Longest node name (the part before '@') in bytes that the client side
- * handles; struct kd_epmd_node stores it NUL-terminated. */
+/* Maximum length in bytes of a node name (the part before '@') on the
+ * client side, where struct kd_epmd_node stores it NUL-terminated. The
+ * server accepts epmd's limit of 255 UTF-8 characters. */
 #define KD_EPMD_MAX_NAME 255
 
 enum kd_epmd_op {
@@ -75,6 +76,8 @@ int kd_epmd_names(const char *host, uint16_t epmd_port, unsigned timeout_ms,
 struct kd_epmd_server;
 
 struct kd_epmd_server_config {
+	/* 0 lets the kernel pick a free port for IPv4, and IPv6 then uses the
+	 * same number; kd_epmd_server_port() returns it. */
 	uint16_t port;
 	int loopback_only;
 	/* A client that has not registered is closed after this long without

@@ -2,10 +2,10 @@
 /*
  * kdist's own EPMD: a drop-in for OTP's epmd daemon that real erl nodes can
  * register with and look each other up in. One thread polls the listening
- * sockets and every client. The server follows OTP's epmd (erts/epmd,
- * epmd_srv.c) where the protocol document is silent: a registration lives
- * until its ALIVE2 connection closes, ALIVE2, DUMP, KILL and STOP are served
- * only to local peers, and KILL and STOP are always refused, as epmd does
+ * sockets and every client. Where the protocol document is silent, the
+ * server follows OTP's epmd (erts/epmd/src/epmd_srv.c). A registration lives
+ * until its ALIVE2 connection closes. ALIVE2, DUMP, KILL and STOP are served
+ * only to local peers. KILL and STOP are always rejected, as epmd does
  * without -relaxed_command_check.
  *
  * Everything in struct kd_epmd_server after start-up is owned by the server
@@ -339,7 +339,11 @@ static int epmd_send_alive2_resp(struct epmd_client *c, uint16_t high_version,
 	return client_queue(c, resp, len);
 }
 
-/* Parses ALIVE2_REQ into @reg; -EBADMSG if its lengths do not add up. */
+/*
+ * Parses ALIVE2_REQ into @reg. Returns -EBADMSG if its lengths do not add
+ * up, or -ENAMETOOLONG if the name or Extra field is longer than epmd
+ * accepts, which gets Result 1 rather than a closed connection.
+ */
 static int parse_alive2_req(struct epmd_client *c, const uint8_t *body,
 			    size_t len, struct epmd_reg *reg)
 {
@@ -351,6 +355,11 @@ static int parse_alive2_req(struct epmd_client *c, const uint8_t *body,
 			c->peer, len);
 		return -EBADMSG;
 	}
+	reg->port = get16(body + 1);
+	reg->node_type = body[3];
+	reg->protocol = body[4];
+	reg->high_version = get16(body + 5);
+	reg->low_version = get16(body + 7);
 	nlen = get16(body + 9);
 	if (13 + nlen > len) {
 		kd_warn("epmd: client %s sent an ALIVE2_REQ whose name length %zu exceeds the request; closing",
@@ -363,14 +372,12 @@ static int parse_alive2_req(struct epmd_client *c, const uint8_t *body,
 			c->peer, elen);
 		return -EBADMSG;
 	}
-	if (nlen > EPMD_MAX_SYM || elen > EPMD_MAX_SYM)
-		return -ENAMETOOLONG; /* INBUF makes this unreachable today */
+	if (nlen > EPMD_MAX_SYM || elen > EPMD_MAX_SYM) {
+		kd_warn("epmd: rejected registration from %s: name of %zu bytes or extra field of %zu bytes exceeds %d",
+			c->peer, nlen, elen, EPMD_MAX_SYM);
+		return -ENAMETOOLONG;
+	}
 
-	reg->port = get16(body + 1);
-	reg->node_type = body[3];
-	reg->protocol = body[4];
-	reg->high_version = get16(body + 5);
-	reg->low_version = get16(body + 7);
 	reg->name_len = (uint16_t)nlen;
 	memcpy(reg->name, body + 11, nlen);
 	reg->name[nlen] = '\0';
@@ -402,6 +409,12 @@ static int epmd_recv_alive2_req(struct kd_epmd_server *srv,
 	if (!reg)
 		return -ENOMEM;
 	ret = parse_alive2_req(c, body, len, reg);
+	if (ret == -ENAMETOOLONG) {
+		ret = epmd_send_alive2_resp(c, reg->high_version, 1,
+					    EPMD_FAILED_CREATION);
+		c->replying = true;
+		goto free_reg;
+	}
 	if (ret < 0)
 		goto free_reg;
 
@@ -538,7 +551,7 @@ static int epmd_recv_kill_req(struct kd_epmd_server *srv,
 			      struct epmd_client *c, const uint8_t *body,
 			      size_t len)
 {
-	kd_info("epmd: refused KILL_REQ from %s: stop kdist's epmd with a signal",
+	kd_info("epmd: rejected KILL_REQ from %s: stop kdist's epmd with a signal",
 		c->peer);
 	c->replying = true;
 	return client_queue(c, "NO", 2);
@@ -549,7 +562,7 @@ static int epmd_recv_stop_req(struct kd_epmd_server *srv,
 			      size_t len)
 {
 	/* epmd without -relaxed_command_check closes without a reply. */
-	kd_info("epmd: refused STOP_REQ from %s: nodes unregister by closing their connection",
+	kd_info("epmd: rejected STOP_REQ from %s: nodes unregister by closing their connection",
 		c->peer);
 	return -EPERM;
 }

@@ -320,7 +320,7 @@ static void test_port2_resp_bogus_lengths(void **state)
 	resp[11] = 0xff;
 	assert_int_equal(kd_epmd_decode_port2_resp(resp, 12, &result, &node),
 			 -EMSGSIZE);
-	/* ELen 257 and 65535: longer than struct kd_epmd_node holds */
+	/* ELen 257 and 65535: longer than struct kd_epmd_node stores */
 	memcpy(resp, port2_ok, sizeof(port2_ok));
 	resp[14] = 1;
 	resp[15] = 1;
@@ -436,8 +436,8 @@ static int register_node(void **state, const char *name, uint16_t port,
 				fd, creation);
 }
 
-/* Looks @name up until the result is @expect or TIMEOUT_MS passes, since
- * the server sees a closed registration a moment after the close. */
+/* Looks @name up until the result is @expect or TIMEOUT_MS passes, because
+ * the server notices a closed registration a moment after the close. */
 static int port_please_until(void **state, const char *name, int expect,
 			     struct kd_epmd_node *out)
 {
@@ -693,7 +693,7 @@ static void test_server_data_after_alive2(void **state)
 	close(fd);
 }
 
-static void test_server_kill_refused(void **state)
+static void test_server_kill_rejected(void **state)
 {
 	static const uint8_t req[] = { 0, 1, KD_EPMD_KILL_REQ };
 	uint8_t resp[4];
@@ -702,6 +702,40 @@ static void test_server_kill_refused(void **state)
 	assert_int_equal(send(fd, req, sizeof(req), 0), sizeof(req));
 	assert_int_equal(raw_read(fd, resp, sizeof(resp)), 2);
 	assert_memory_equal(resp, "NO", 2);
+	close(fd);
+}
+
+static void test_server_name_too_long(void **state)
+{
+	static uint8_t req[2 + 13 + 1021];
+	uint8_t resp[8];
+	uint32_t creation;
+	uint8_t result = 0;
+	int fd;
+
+	/* 1021 bytes: one past epmd's 255 four-byte characters. */
+	memset(req, 'a', sizeof(req));
+	req[0] = (sizeof(req) - 2) >> 8;
+	req[1] = (sizeof(req) - 2) & 0xff;
+	req[2] = KD_EPMD_ALIVE2_REQ;
+	req[5] = 77;
+	req[6] = 0;
+	req[7] = 0;
+	req[8] = 6;
+	req[9] = 0;
+	req[10] = 6;
+	req[11] = 1021 >> 8;
+	req[12] = 1021 & 0xff;
+	req[sizeof(req) - 2] = 0;
+	req[sizeof(req) - 1] = 0;
+	fd = raw_connect(srv_port(state));
+	assert_int_equal(send(fd, req, sizeof(req), 0), sizeof(req));
+	assert_int_equal(raw_read(fd, resp, 6), 6);
+	assert_int_equal(kd_epmd_decode_alive2_resp(resp, 6, &result, &creation),
+			 6);
+	assert_int_equal(result, 1);
+	assert_true(closed_by_server(fd));
+	assert_true(log_contains("name of 1021 bytes"));
 	close(fd);
 }
 
@@ -812,8 +846,9 @@ int main(void)
 		SERVER_TEST(test_server_bad_alive2_lengths),
 		SERVER_TEST(test_server_idle_timeout),
 		SERVER_TEST(test_server_data_after_alive2),
-		SERVER_TEST(test_server_kill_refused),
+		SERVER_TEST(test_server_kill_rejected),
 		SERVER_TEST(test_server_invalid_utf8),
+		SERVER_TEST(test_server_name_too_long),
 	};
 	int failed;
 
