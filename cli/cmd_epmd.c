@@ -19,19 +19,19 @@
 #define NAMES_TIMEOUT_MS 5000
 
 static const char epmd_usage[] =
-	"usage: kdist epmd [-port N] [-loopback]\n"
-	"Runs an EPMD that erl nodes and kdist can register with, until SIGINT\n"
-	"or SIGTERM.\n"
-	"  -port N     TCP port to listen on (default: $ERL_EPMD_PORT, else 4369)\n"
-	"  -loopback   listen on 127.0.0.1 and ::1 only (default: all addresses)\n"
-	"  -help       print this help\n";
+    "usage: kdist epmd [-port N] [-loopback]\n"
+    "Runs an EPMD that erl nodes and kdist can register with, until SIGINT\n"
+    "or SIGTERM.\n"
+    "  -port N     TCP port to listen on (default: $ERL_EPMD_PORT, else 4369)\n"
+    "  -loopback   listen on 127.0.0.1 and ::1 only (default: all addresses)\n"
+    "  -help       print this help\n";
 
 static const char names_usage[] =
-	"usage: kdist names [-host H] [-epmd_port N]\n"
-	"Prints the nodes registered with an EPMD, as `epmd -names` does.\n"
-	"  -host H        host name or address of the EPMD (default: localhost)\n"
-	"  -epmd_port N   TCP port of the EPMD (default: $ERL_EPMD_PORT, else 4369)\n"
-	"  -help          print this help\n";
+    "usage: kdist names [-host H] [-epmd_port N]\n"
+    "Prints the nodes registered with an EPMD, as `epmd -names` does.\n"
+    "  -host H        host name or address of the EPMD (default: localhost)\n"
+    "  -epmd_port N   TCP port of the EPMD (default: $ERL_EPMD_PORT, else 4369)\n"
+    "  -help          print this help\n";
 
 /* Parses a TCP port 1..65535; returns 0 or -EINVAL. */
 static int parse_port(const char *text, uint16_t *port)
@@ -56,9 +56,10 @@ static int default_port(uint16_t *port)
 	if (!env || !*env)
 		return 0;
 	if (parse_port(env, port) < 0) {
-		fprintf(stderr,
-			"kdist: ERL_EPMD_PORT='%s' is invalid; set it to a port from 1 to 65535 or unset it\n",
-			env);
+		fprintf(
+		    stderr,
+		    "kdist: ERL_EPMD_PORT='%s' is invalid; set it to a port from 1 to 65535 or unset it\n",
+		    env);
 		return -EINVAL;
 	}
 	return 0;
@@ -84,9 +85,10 @@ static int port_option(int argc, char **argv, int *i, const char *usage,
 	if (!value)
 		return -EINVAL;
 	if (parse_port(value, port) < 0) {
-		fprintf(stderr,
-			"kdist: %s '%s' is invalid; give a port from 1 to 65535\n",
-			argv[*i - 1], value);
+		fprintf(
+		    stderr,
+		    "kdist: %s '%s' is invalid; give a port from 1 to 65535\n",
+		    argv[*i - 1], value);
 		return -EINVAL;
 	}
 	return 0;
@@ -126,9 +128,10 @@ static int run_epmd(uint16_t port, int loopback)
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		return EXIT_FAILURE;
 	}
-	printf("kdist epmd: listening on port %u (%s); stop with Ctrl-C or SIGTERM\n",
-	       kd_epmd_server_port(srv),
-	       loopback ? "127.0.0.1 and ::1" : "all addresses");
+	printf(
+	    "kdist epmd: listening on port %u (%s); stop with Ctrl-C or SIGTERM\n",
+	    kd_epmd_server_port(srv),
+	    loopback ? "127.0.0.1 and ::1" : "all addresses");
 	fflush(stdout);
 
 	wait_for_stop_signal(&stop);
@@ -187,7 +190,8 @@ int cmd_names(int argc, char **argv)
 		}
 	}
 
-	if (kd_epmd_names(host, port, NAMES_TIMEOUT_MS, &epmd_port, &text) < 0) {
+	if (kd_epmd_names(host, port, NAMES_TIMEOUT_MS, &epmd_port, &text) <
+	    0) {
 		fprintf(stderr, "kdist: %s\n", kd_last_error());
 		return EXIT_FAILURE;
 	}

@@ -95,8 +95,7 @@ int kd_epmd_encode_alive2_req(uint8_t *buf, size_t cap,
 	return (int)(2 + body);
 }
 
-int kd_epmd_encode_port_please2_req(uint8_t *buf, size_t cap,
-				    const char *name)
+int kd_epmd_encode_port_please2_req(uint8_t *buf, size_t cap, const char *name)
 {
 	int nlen = check_name(name, KD_EPMD_MAX_NAME);
 
@@ -120,8 +119,8 @@ int kd_epmd_encode_names_req(uint8_t *buf, size_t cap)
 	return 3;
 }
 
-int kd_epmd_decode_alive2_resp(const uint8_t *buf, size_t len,
-			       uint8_t *result, uint32_t *creation)
+int kd_epmd_decode_alive2_resp(const uint8_t *buf, size_t len, uint8_t *result,
+			       uint32_t *creation)
 {
 	if (len < 1)
 		return 0;
@@ -178,8 +177,8 @@ static int decode_port2_node(const uint8_t *buf, size_t len,
 	return (int)(off + 2 + elen);
 }
 
-int kd_epmd_decode_port2_resp(const uint8_t *buf, size_t len,
-			      uint8_t *result, struct kd_epmd_node *node)
+int kd_epmd_decode_port2_resp(const uint8_t *buf, size_t len, uint8_t *result,
+			      struct kd_epmd_node *node)
 {
 	struct kd_epmd_node tmp;
 	int ret;
@@ -235,7 +234,7 @@ static int set_nonblocking(int fd, int on)
 /* Waits for @events on the call's socket; -ETIMEDOUT past the deadline. */
 static int epmd_wait(struct epmd_call *call, short events)
 {
-	struct pollfd pfd = { .fd = call->fd, .events = events };
+	struct pollfd pfd = {.fd = call->fd, .events = events};
 	int ret;
 
 	for (;;) {
@@ -255,8 +254,9 @@ static int epmd_connect_addr(struct epmd_call *call, const struct addrinfo *ai)
 	socklen_t optlen = sizeof(int);
 	int ret, soerr = 0;
 
-	call->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
-				 SOCK_CLOEXEC, ai->ai_protocol);
+	call->fd = socket(ai->ai_family,
+			  ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+			  ai->ai_protocol);
 	if (call->fd < 0)
 		return -errno;
 
@@ -285,9 +285,9 @@ close_fd:
 static int epmd_connect(struct epmd_call *call)
 {
 	struct addrinfo hints = {
-		.ai_family = AF_UNSPEC,
-		.ai_socktype = SOCK_STREAM,
-		.ai_flags = AI_ADDRCONFIG,
+	    .ai_family = AF_UNSPEC,
+	    .ai_socktype = SOCK_STREAM,
+	    .ai_flags = AI_ADDRCONFIG,
 	};
 	struct addrinfo *res, *ai;
 	char service[8];
@@ -301,9 +301,10 @@ static int epmd_connect(struct epmd_call *call)
 		gai = getaddrinfo(call->host, service, &hints, &res);
 	}
 	if (gai != 0)
-		return kd_fail(EHOSTUNREACH,
-			       "epmd: cannot resolve host '%s': %s (check the -host value or /etc/hosts)",
-			       call->host, gai_strerror(gai));
+		return kd_fail(
+		    EHOSTUNREACH,
+		    "epmd: cannot resolve host '%s': %s (check the -host value or /etc/hosts)",
+		    call->host, gai_strerror(gai));
 
 	ret = -EHOSTUNREACH;
 	for (ai = res; ai; ai = ai->ai_next) {
@@ -314,13 +315,15 @@ static int epmd_connect(struct epmd_call *call)
 	freeaddrinfo(res);
 
 	if (ret == -ETIMEDOUT)
-		return kd_fail(ETIMEDOUT,
-			       "epmd: connect %s:%u timed out after %u ms (is the host reachable and epmd running?)",
-			       call->host, call->port, call->timeout_ms);
+		return kd_fail(
+		    ETIMEDOUT,
+		    "epmd: connect %s:%u timed out after %u ms (is the host reachable and epmd running?)",
+		    call->host, call->port, call->timeout_ms);
 	if (ret < 0)
-		return kd_fail(-ret,
-			       "epmd: connect %s:%u failed: %s (is epmd running? start it with 'epmd -daemon' or 'kdist epmd')",
-			       call->host, call->port, strerror(-ret));
+		return kd_fail(
+		    -ret,
+		    "epmd: connect %s:%u failed: %s (is epmd running? start it with 'epmd -daemon' or 'kdist epmd')",
+		    call->host, call->port, strerror(-ret));
 	return 0;
 }
 
@@ -328,18 +331,18 @@ static int epmd_fail_io(struct epmd_call *call, int err, const char *step)
 {
 	if (err == -ETIMEDOUT)
 		return kd_fail(ETIMEDOUT,
-			       "epmd: %s %s:%u timed out after %u ms",
-			       step, call->host, call->port, call->timeout_ms);
+			       "epmd: %s %s:%u timed out after %u ms", step,
+			       call->host, call->port, call->timeout_ms);
 	if (err == -ECONNRESET)
-		return kd_fail(ECONNRESET,
-			       "epmd: %s %s:%u failed: the connection closed before the reply was complete",
-			       step, call->host, call->port);
+		return kd_fail(
+		    ECONNRESET,
+		    "epmd: %s %s:%u failed: the connection closed before the reply was complete",
+		    step, call->host, call->port);
 	return kd_fail(-err, "epmd: %s %s:%u failed: %s", step, call->host,
 		       call->port, strerror(-err));
 }
 
-static int epmd_send_req(struct epmd_call *call, const uint8_t *req,
-			 size_t len)
+static int epmd_send_req(struct epmd_call *call, const uint8_t *req, size_t len)
 {
 	size_t done = 0;
 	ssize_t n;
@@ -366,8 +369,8 @@ static int epmd_send_req(struct epmd_call *call, const uint8_t *req,
  * Appends what the socket has to buf[*have..cap). Returns the bytes read,
  * 0 at end of stream, or a negative errno (a sentence stored by kd_fail).
  */
-static ssize_t epmd_recv_some(struct epmd_call *call, uint8_t *buf,
-			      size_t cap, size_t *have)
+static ssize_t epmd_recv_some(struct epmd_call *call, uint8_t *buf, size_t cap,
+			      size_t *have)
 {
 	ssize_t n;
 	int ret;
@@ -401,9 +404,10 @@ static int epmd_recv_alive2_resp(struct epmd_call *call, uint8_t *result,
 		if (ret > 0)
 			return 0;
 		if (ret < 0)
-			return kd_fail(EBADMSG,
-				       "epmd: %s:%u sent an invalid ALIVE2 reply (op %u); is that port an EPMD?",
-				       call->host, call->port, buf[0]);
+			return kd_fail(
+			    EBADMSG,
+			    "epmd: %s:%u sent an invalid ALIVE2 reply (op %u); is that port an EPMD?",
+			    call->host, call->port, buf[0]);
 		n = epmd_recv_some(call, buf, sizeof(buf), &have);
 		if (n == 0)
 			return epmd_fail_io(call, -ECONNRESET, "register at");
@@ -435,9 +439,10 @@ int kd_epmd_register(const char *host, uint16_t epmd_port,
 
 	len = kd_epmd_encode_alive2_req(req, sizeof(req), node);
 	if (len < 0)
-		return kd_fail(-len,
-			       "epmd: cannot register node name '%.255s': it must be 1 to %d bytes and its extra field at most %zu bytes",
-			       node->name, KD_EPMD_MAX_NAME, sizeof(node->extra));
+		return kd_fail(
+		    -len,
+		    "epmd: cannot register node name '%.255s': it must be 1 to %d bytes and its extra field at most %zu bytes",
+		    node->name, KD_EPMD_MAX_NAME, sizeof(node->extra));
 	ret = epmd_call_open(&call, host, epmd_port, timeout_ms);
 	if (ret < 0)
 		return ret;
@@ -449,15 +454,17 @@ int kd_epmd_register(const char *host, uint16_t epmd_port,
 	if (ret < 0)
 		goto close_fd;
 	if (result != 0) {
-		ret = kd_fail(EEXIST,
-			      "epmd: name '%s' is already registered (another node uses it; pick another -sname)",
-			      node->name);
+		ret = kd_fail(
+		    EEXIST,
+		    "epmd: name '%s' is already registered (another node uses it; pick another -sname)",
+		    node->name);
 		goto close_fd;
 	}
 	/* The caller keeps this socket for the life of the registration. */
 	ret = set_nonblocking(call.fd, 0);
 	if (ret < 0) {
-		kd_fail(-ret, "epmd: fcntl on the registration socket failed: %s",
+		kd_fail(-ret,
+			"epmd: fcntl on the registration socket failed: %s",
 			strerror(-ret));
 		goto close_fd;
 	}
@@ -487,27 +494,28 @@ static int epmd_recv_port2_resp(struct epmd_call *call, const char *name,
 		if (ret > 0)
 			break;
 		if (ret < 0)
-			return kd_fail(EBADMSG,
-				       "epmd: %s:%u sent an invalid PORT2 reply for '%s': %s",
-				       call->host, call->port, name,
-				       strerror(-ret));
+			return kd_fail(
+			    EBADMSG,
+			    "epmd: %s:%u sent an invalid PORT2 reply for '%s': %s",
+			    call->host, call->port, name, strerror(-ret));
 		n = epmd_recv_some(call, buf, sizeof(buf), &have);
 		if (n == 0)
-			return epmd_fail_io(call, -ECONNRESET, "port lookup at");
+			return epmd_fail_io(call, -ECONNRESET,
+					    "port lookup at");
 		if (n < 0)
 			return (int)n;
 	}
 
 	if (result != 0)
-		return kd_fail(ENOENT,
-			       "epmd: node '%s' is not registered at %s:%u (is it running, and is the name spelled as in -sname?)",
-			       name, call->host, call->port);
+		return kd_fail(
+		    ENOENT,
+		    "epmd: node '%s' is not registered at %s:%u (is it running, and is the name spelled as in -sname?)",
+		    name, call->host, call->port);
 	return 0;
 }
 
-int kd_epmd_port_please(const char *host, uint16_t epmd_port,
-			const char *name, unsigned timeout_ms,
-			struct kd_epmd_node *out)
+int kd_epmd_port_please(const char *host, uint16_t epmd_port, const char *name,
+			unsigned timeout_ms, struct kd_epmd_node *out)
 {
 	uint8_t req[3 + KD_EPMD_MAX_NAME];
 	struct epmd_call call;
@@ -515,9 +523,10 @@ int kd_epmd_port_please(const char *host, uint16_t epmd_port,
 
 	len = kd_epmd_encode_port_please2_req(req, sizeof(req), name);
 	if (len < 0)
-		return kd_fail(-len,
-			       "epmd: cannot look up node name '%.255s': it must be 1 to %d bytes",
-			       name, KD_EPMD_MAX_NAME);
+		return kd_fail(
+		    -len,
+		    "epmd: cannot look up node name '%.255s': it must be 1 to %d bytes",
+		    name, KD_EPMD_MAX_NAME);
 	ret = epmd_call_open(&call, host, epmd_port, timeout_ms);
 	if (ret < 0)
 		return ret;
@@ -540,22 +549,24 @@ static int epmd_recv_names_resp(struct epmd_call *call, uint16_t *port_out,
 
 	buf = malloc(cap + 1);
 	if (!buf)
-		return kd_fail(ENOMEM, "epmd: out of memory for the NAMES reply");
+		return kd_fail(ENOMEM,
+			       "epmd: out of memory for the NAMES reply");
 	do {
 		if (have == cap) {
 			if (cap >= NAMES_TEXT_MAX) {
 				free(buf);
-				return kd_fail(EMSGSIZE,
-					       "epmd: NAMES reply from %s:%u exceeds %u bytes",
-					       call->host, call->port,
-					       NAMES_TEXT_MAX);
+				return kd_fail(
+				    EMSGSIZE,
+				    "epmd: NAMES reply from %s:%u exceeds %u bytes",
+				    call->host, call->port, NAMES_TEXT_MAX);
 			}
 			cap *= 2;
 			bigger = realloc(buf, cap + 1);
 			if (!bigger) {
 				free(buf);
-				return kd_fail(ENOMEM,
-					       "epmd: out of memory for the NAMES reply");
+				return kd_fail(
+				    ENOMEM,
+				    "epmd: out of memory for the NAMES reply");
 			}
 			buf = bigger;
 		}

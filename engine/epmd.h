@@ -42,17 +42,16 @@ struct kd_epmd_node {
  * negative errno when @cap is too small or a field too long. */
 int kd_epmd_encode_alive2_req(uint8_t *buf, size_t cap,
 			      const struct kd_epmd_node *node);
-int kd_epmd_encode_port_please2_req(uint8_t *buf, size_t cap,
-				    const char *name);
+int kd_epmd_encode_port_please2_req(uint8_t *buf, size_t cap, const char *name);
 int kd_epmd_encode_names_req(uint8_t *buf, size_t cap);
 
 /* Decoders return the bytes consumed, 0 if @len is too short yet, or a
  * negative errno for a malformed reply. */
-int kd_epmd_decode_alive2_resp(const uint8_t *buf, size_t len,
-			       uint8_t *result, uint32_t *creation);
+int kd_epmd_decode_alive2_resp(const uint8_t *buf, size_t len, uint8_t *result,
+			       uint32_t *creation);
 /* @result 0 fills @node; any other value means "not registered". */
-int kd_epmd_decode_port2_resp(const uint8_t *buf, size_t len,
-			      uint8_t *result, struct kd_epmd_node *node);
+int kd_epmd_decode_port2_resp(const uint8_t *buf, size_t len, uint8_t *result,
+			      struct kd_epmd_node *node);
 
 /*
  * Client calls. Blocking, each bounded by @timeout_ms. @host is a name or
@@ -64,9 +63,8 @@ int kd_epmd_register(const char *host, uint16_t epmd_port,
 		     const struct kd_epmd_node *node, unsigned timeout_ms,
 		     int *fd_out, uint32_t *creation);
 /* Looks up @name; -ENOENT if it is not registered. */
-int kd_epmd_port_please(const char *host, uint16_t epmd_port,
-			const char *name, unsigned timeout_ms,
-			struct kd_epmd_node *out);
+int kd_epmd_port_please(const char *host, uint16_t epmd_port, const char *name,
+			unsigned timeout_ms, struct kd_epmd_node *out);
 /* NAMES_REQ: writes the text EPMD returns ("name foo at port 4711\n"...)
  * into a malloc'ed, NUL-terminated @text. */
 int kd_epmd_names(const char *host, uint16_t epmd_port, unsigned timeout_ms,

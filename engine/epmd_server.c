@@ -74,9 +74,9 @@ struct epmd_client {
 	size_t in_len;
 	uint8_t *out;
 	size_t out_len, out_done;
-	bool replying;		/* request read, reply being sent, then close */
-	uint64_t deadline_ms;	/* unused once registered */
-	struct epmd_reg *reg;	/* set while an ALIVE2 registration lives */
+	bool replying;	      /* request read, reply being sent, then close */
+	uint64_t deadline_ms; /* unused once registered */
+	struct epmd_reg *reg; /* set while an ALIVE2 registration lives */
 };
 
 struct kd_epmd_server {
@@ -215,8 +215,9 @@ static void creation_trim(struct kd_epmd_server *srv)
 		if (srv->creations[i]->active)
 			continue;
 		retired++;
-		if (oldest == SIZE_MAX || srv->creations[i]->retired_seq <
-						  srv->creations[oldest]->retired_seq)
+		if (oldest == SIZE_MAX ||
+		    srv->creations[i]->retired_seq <
+			srv->creations[oldest]->retired_seq)
 			oldest = i;
 	}
 	if (retired <= EPMD_MAX_RETIRED)
@@ -275,7 +276,8 @@ static struct epmd_reg *reg_find(struct kd_epmd_server *srv, const char *name,
 	for (i = 0; i < srv->nclients; i++) {
 		struct epmd_reg *reg = srv->clients[i]->reg;
 
-		if (reg && reg->name_len == len && !memcmp(reg->name, name, len))
+		if (reg && reg->name_len == len &&
+		    !memcmp(reg->name, name, len))
 			return reg;
 	}
 	return NULL;
@@ -351,8 +353,9 @@ static int parse_alive2_req(struct epmd_client *c, const uint8_t *body,
 
 	/* Op, PortNo, NodeType, Protocol, High, Low, NLen, Name (1+), ELen */
 	if (len < 14) {
-		kd_warn("epmd: client %s sent an ALIVE2_REQ of %zu bytes, shorter than the 14 minimum; closing",
-			c->peer, len);
+		kd_warn(
+		    "epmd: client %s sent an ALIVE2_REQ of %zu bytes, shorter than the 14 minimum; closing",
+		    c->peer, len);
 		return -EBADMSG;
 	}
 	reg->port = get16(body + 1);
@@ -362,19 +365,22 @@ static int parse_alive2_req(struct epmd_client *c, const uint8_t *body,
 	reg->low_version = get16(body + 7);
 	nlen = get16(body + 9);
 	if (13 + nlen > len) {
-		kd_warn("epmd: client %s sent an ALIVE2_REQ whose name length %zu exceeds the request; closing",
-			c->peer, nlen);
+		kd_warn(
+		    "epmd: client %s sent an ALIVE2_REQ whose name length %zu exceeds the request; closing",
+		    c->peer, nlen);
 		return -EBADMSG;
 	}
 	elen = get16(body + 11 + nlen);
 	if (13 + nlen + elen > len) {
-		kd_warn("epmd: client %s sent an ALIVE2_REQ whose extra length %zu exceeds the request; closing",
-			c->peer, elen);
+		kd_warn(
+		    "epmd: client %s sent an ALIVE2_REQ whose extra length %zu exceeds the request; closing",
+		    c->peer, elen);
 		return -EBADMSG;
 	}
 	if (nlen > EPMD_MAX_SYM || elen > EPMD_MAX_SYM) {
-		kd_warn("epmd: rejected registration from %s: name of %zu bytes or extra field of %zu bytes exceeds %d",
-			c->peer, nlen, elen, EPMD_MAX_SYM);
+		kd_warn(
+		    "epmd: rejected registration from %s: name of %zu bytes or extra field of %zu bytes exceeds %d",
+		    c->peer, nlen, elen, EPMD_MAX_SYM);
 		return -ENAMETOOLONG;
 	}
 
@@ -434,9 +440,10 @@ static int epmd_recv_alive2_req(struct kd_epmd_server *srv,
 	}
 
 	c->reg = reg;
-	kd_info("epmd: registered '%s' port %u type %u versions %u-%u creation %u from %s",
-		reg->name, reg->port, reg->node_type, reg->low_version,
-		reg->high_version, reg_creation(reg), c->peer);
+	kd_info(
+	    "epmd: registered '%s' port %u type %u versions %u-%u creation %u from %s",
+	    reg->name, reg->port, reg->node_type, reg->low_version,
+	    reg->high_version, reg_creation(reg), c->peer);
 	return epmd_send_alive2_resp(c, reg->high_version, 0,
 				     reg_creation(reg));
 
@@ -481,8 +488,9 @@ static int epmd_recv_port_please2_req(struct kd_epmd_server *srv,
 	if (nlen > 0 && name[nlen - 1] == '\0')
 		nlen--;
 	if (!is_valid_name(name, nlen)) {
-		kd_warn("epmd: client %s sent a PORT_PLEASE2_REQ with an invalid name of %zu bytes; closing",
-			c->peer, nlen);
+		kd_warn(
+		    "epmd: client %s sent a PORT_PLEASE2_REQ with an invalid name of %zu bytes; closing",
+		    c->peer, nlen);
 		return -EBADMSG;
 	}
 	c->replying = true;
@@ -521,9 +529,8 @@ static int epmd_recv_names_req(struct kd_epmd_server *srv,
 	return ret;
 }
 
-static int epmd_recv_dump_req(struct kd_epmd_server *srv,
-			      struct epmd_client *c, const uint8_t *body,
-			      size_t len)
+static int epmd_recv_dump_req(struct kd_epmd_server *srv, struct epmd_client *c,
+			      const uint8_t *body, size_t len)
 {
 	char line[EPMD_MAX_SYM + 64];
 	unsigned i;
@@ -547,34 +554,34 @@ static int epmd_recv_dump_req(struct kd_epmd_server *srv,
 	return ret;
 }
 
-static int epmd_recv_kill_req(struct kd_epmd_server *srv,
-			      struct epmd_client *c, const uint8_t *body,
-			      size_t len)
+static int epmd_recv_kill_req(struct kd_epmd_server *srv, struct epmd_client *c,
+			      const uint8_t *body, size_t len)
 {
-	kd_info("epmd: rejected KILL_REQ from %s: stop kdist's epmd with a signal",
-		c->peer);
+	kd_info(
+	    "epmd: rejected KILL_REQ from %s: stop kdist's epmd with a signal",
+	    c->peer);
 	c->replying = true;
 	return client_queue(c, "NO", 2);
 }
 
-static int epmd_recv_stop_req(struct kd_epmd_server *srv,
-			      struct epmd_client *c, const uint8_t *body,
-			      size_t len)
+static int epmd_recv_stop_req(struct kd_epmd_server *srv, struct epmd_client *c,
+			      const uint8_t *body, size_t len)
 {
 	/* epmd without -relaxed_command_check closes without a reply. */
-	kd_info("epmd: rejected STOP_REQ from %s: nodes unregister by closing their connection",
-		c->peer);
+	kd_info(
+	    "epmd: rejected STOP_REQ from %s: nodes unregister by closing their connection",
+	    c->peer);
 	return -EPERM;
 }
 
 static const struct epmd_request_type request_types[] = {
-	{ KD_EPMD_ALIVE2_REQ, "ALIVE2_REQ", true, epmd_recv_alive2_req },
-	{ KD_EPMD_PORT_PLEASE2_REQ, "PORT_PLEASE2_REQ", false,
-	  epmd_recv_port_please2_req },
-	{ KD_EPMD_NAMES_REQ, "NAMES_REQ", false, epmd_recv_names_req },
-	{ KD_EPMD_DUMP_REQ, "DUMP_REQ", true, epmd_recv_dump_req },
-	{ KD_EPMD_KILL_REQ, "KILL_REQ", true, epmd_recv_kill_req },
-	{ KD_EPMD_STOP_REQ, "STOP_REQ", true, epmd_recv_stop_req },
+    {KD_EPMD_ALIVE2_REQ, "ALIVE2_REQ", true, epmd_recv_alive2_req},
+    {KD_EPMD_PORT_PLEASE2_REQ, "PORT_PLEASE2_REQ", false,
+     epmd_recv_port_please2_req},
+    {KD_EPMD_NAMES_REQ, "NAMES_REQ", false, epmd_recv_names_req},
+    {KD_EPMD_DUMP_REQ, "DUMP_REQ", true, epmd_recv_dump_req},
+    {KD_EPMD_KILL_REQ, "KILL_REQ", true, epmd_recv_kill_req},
+    {KD_EPMD_STOP_REQ, "STOP_REQ", true, epmd_recv_stop_req},
 };
 
 static int handle_request(struct kd_epmd_server *srv, struct epmd_client *c,
@@ -593,8 +600,9 @@ static int handle_request(struct kd_epmd_server *srv, struct epmd_client *c,
 		return -EBADMSG;
 	}
 	if (type->local_only && !c->local_peer) {
-		kd_warn("epmd: client %s is not local and may not send %s; closing",
-			c->peer, type->name);
+		kd_warn(
+		    "epmd: client %s is not local and may not send %s; closing",
+		    c->peer, type->name);
 		return -EPERM;
 	}
 	return type->recv(srv, c, body, len);
@@ -631,8 +639,9 @@ static int client_read_registered(struct epmd_client *c)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return 0;
 	if (n > 0)
-		kd_warn("epmd: registered node '%s' at %s sent data after ALIVE2_REQ; dropping it as epmd does",
-			c->reg->name, c->peer);
+		kd_warn(
+		    "epmd: registered node '%s' at %s sent data after ALIVE2_REQ; dropping it as epmd does",
+		    c->reg->name, c->peer);
 	return -ECONNRESET;
 }
 
@@ -656,8 +665,9 @@ static int client_read_request(struct kd_epmd_server *srv,
 		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
 	if (n == 0) {
 		if (c->in_len > 0)
-			kd_warn("epmd: client %s closed after %zu bytes of a request",
-				c->peer, c->in_len);
+			kd_warn(
+			    "epmd: client %s closed after %zu bytes of a request",
+			    c->peer, c->in_len);
 		return -ECONNRESET;
 	}
 	c->in_len += (size_t)n;
@@ -667,8 +677,9 @@ static int client_read_request(struct kd_epmd_server *srv,
 
 	want = get16(c->in);
 	if (want < 1 || want + 2 > EPMD_INBUF) {
-		kd_warn("epmd: client %s sent a request length of %zu bytes, outside 1..%d; closing",
-			c->peer, want, EPMD_INBUF - 2);
+		kd_warn(
+		    "epmd: client %s sent a request length of %zu bytes, outside 1..%d; closing",
+		    c->peer, want, EPMD_INBUF - 2);
 		return -EMSGSIZE;
 	}
 	if (request_missing(c) > 0)
@@ -677,8 +688,7 @@ static int client_read_request(struct kd_epmd_server *srv,
 }
 
 /* Serves poll events of client @idx; returns < 0 if it must close. */
-static int client_event(struct kd_epmd_server *srv, unsigned idx,
-			short revents)
+static int client_event(struct kd_epmd_server *srv, unsigned idx, short revents)
 {
 	struct epmd_client *c = srv->clients[idx];
 	int ret = 0;
@@ -728,7 +738,8 @@ static bool is_local_peer(int fd, const struct sockaddr_storage *peer)
 	socklen_t len = sizeof(self);
 
 	if (peer->ss_family == AF_INET6) {
-		const struct in6_addr *a = &((const struct sockaddr_in6 *)peer)->sin6_addr;
+		const struct in6_addr *a =
+		    &((const struct sockaddr_in6 *)peer)->sin6_addr;
 
 		if (IN6_IS_ADDR_LOOPBACK(a))
 			return true;
@@ -736,11 +747,13 @@ static bool is_local_peer(int fd, const struct sockaddr_storage *peer)
 			return true;
 		if (getsockname(fd, (struct sockaddr *)&self, &len) < 0)
 			return false;
-		return IN6_ARE_ADDR_EQUAL(a, &((struct sockaddr_in6 *)&self)->sin6_addr);
+		return IN6_ARE_ADDR_EQUAL(
+		    a, &((struct sockaddr_in6 *)&self)->sin6_addr);
 	}
 	if (peer->ss_family != AF_INET)
 		return false;
-	if ((ntohl(((const struct sockaddr_in *)peer)->sin_addr.s_addr) >> 24) == 127)
+	if ((ntohl(((const struct sockaddr_in *)peer)->sin_addr.s_addr) >>
+	     24) == 127)
 		return true;
 	if (getsockname(fd, (struct sockaddr *)&self, &len) < 0)
 		return false;
@@ -755,8 +768,9 @@ static int client_add(struct kd_epmd_server *srv, int fd,
 
 	if (srv->nclients >= srv->max_clients) {
 		if (!srv->full_logged)
-			kd_warn("epmd: %u connections are open, the maximum; closing new ones until some end",
-				srv->nclients);
+			kd_warn(
+			    "epmd: %u connections are open, the maximum; closing new ones until some end",
+			    srv->nclients);
 		srv->full_logged = true;
 		close(fd);
 		return 0;
@@ -806,8 +820,9 @@ static void expire_clients(struct kd_epmd_server *srv, uint64_t now)
 
 		if (c->reg || now < c->deadline_ms)
 			continue;
-		kd_warn("epmd: client %s sent no complete request within %u ms; closing",
-			c->peer, srv->client_timeout_ms);
+		kd_warn(
+		    "epmd: client %s sent no complete request within %u ms; closing",
+		    c->peer, srv->client_timeout_ms);
 		client_close(srv, i);
 	}
 }
@@ -818,7 +833,8 @@ static int poll_timeout(const struct kd_epmd_server *srv, uint64_t now)
 	unsigned i;
 
 	for (i = 0; i < srv->nclients; i++) {
-		if (!srv->clients[i]->reg && srv->clients[i]->deadline_ms < first)
+		if (!srv->clients[i]->reg &&
+		    srv->clients[i]->deadline_ms < first)
 			first = srv->clients[i]->deadline_ms;
 	}
 	if (first == UINT64_MAX)
@@ -830,15 +846,15 @@ static unsigned build_pollfds(struct kd_epmd_server *srv)
 {
 	unsigned i, n = 0;
 
-	srv->pfds[n++] = (struct pollfd){ .fd = srv->wake_fd, .events = POLLIN };
+	srv->pfds[n++] = (struct pollfd){.fd = srv->wake_fd, .events = POLLIN};
 	for (i = 0; i < srv->nlisten; i++)
-		srv->pfds[n++] = (struct pollfd){ .fd = srv->listen_fds[i],
-						  .events = POLLIN };
+		srv->pfds[n++] =
+		    (struct pollfd){.fd = srv->listen_fds[i], .events = POLLIN};
 	for (i = 0; i < srv->nclients; i++) {
 		const struct epmd_client *c = srv->clients[i];
 		short events = c->out ? POLLOUT : POLLIN;
 
-		srv->pfds[n++] = (struct pollfd){ .fd = c->fd, .events = events };
+		srv->pfds[n++] = (struct pollfd){.fd = c->fd, .events = events};
 	}
 	return n;
 }
@@ -885,7 +901,7 @@ static void *epmd_server_run(void *arg)
 static int open_listener(struct kd_epmd_server *srv, int family,
 			 const void *addr, uint16_t port)
 {
-	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_storage ss = {0};
 	socklen_t len;
 	int fd, one = 1;
 
@@ -922,9 +938,9 @@ static int open_listener(struct kd_epmd_server *srv, int family,
 	len = sizeof(ss);
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
 		goto fail_close;
-	srv->port = ntohs(family == AF_INET6 ?
-				  ((struct sockaddr_in6 *)&ss)->sin6_port :
-				  ((struct sockaddr_in *)&ss)->sin_port);
+	srv->port =
+	    ntohs(family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+				     : ((struct sockaddr_in *)&ss)->sin_port);
 	srv->listen_fds[srv->nlisten++] = fd;
 	return 0;
 
@@ -938,15 +954,18 @@ fail_close:
 static int open_listeners(struct kd_epmd_server *srv, uint16_t port,
 			  int loopback_only)
 {
-	struct in_addr v4 = { htonl(loopback_only ? INADDR_LOOPBACK : INADDR_ANY) };
-	const struct in6_addr *v6 = loopback_only ? &in6addr_loopback : &in6addr_any;
+	struct in_addr v4 = {
+	    htonl(loopback_only ? INADDR_LOOPBACK : INADDR_ANY)};
+	const struct in6_addr *v6 =
+	    loopback_only ? &in6addr_loopback : &in6addr_any;
 	int ret;
 
 	ret = open_listener(srv, AF_INET, &v4, port);
 	if (ret == -EADDRINUSE)
-		return kd_fail(EADDRINUSE,
-			       "epmd: port %u is already in use (another epmd is running; use it, or pick a port with -port / ERL_EPMD_PORT)",
-			       port);
+		return kd_fail(
+		    EADDRINUSE,
+		    "epmd: port %u is already in use (another epmd is running; use it, or pick a port with -port / ERL_EPMD_PORT)",
+		    port);
 	if (ret < 0)
 		return kd_fail(-ret, "epmd: listen on %s port %u failed: %s",
 			       loopback_only ? "127.0.0.1" : "0.0.0.0", port,
@@ -959,9 +978,10 @@ static int open_listeners(struct kd_epmd_server *srv, uint16_t port,
 		return 0;
 	}
 	if (ret == -EADDRINUSE)
-		return kd_fail(EADDRINUSE,
-			       "epmd: port %u is already in use on IPv6 (another epmd is running; use it, or pick a port with -port / ERL_EPMD_PORT)",
-			       srv->port);
+		return kd_fail(
+		    EADDRINUSE,
+		    "epmd: port %u is already in use on IPv6 (another epmd is running; use it, or pick a port with -port / ERL_EPMD_PORT)",
+		    srv->port);
 	if (ret < 0)
 		return kd_fail(-ret, "epmd: listen on %s port %u failed: %s",
 			       loopback_only ? "::1" : "::", srv->port,
@@ -987,18 +1007,19 @@ static void close_all(struct kd_epmd_server *srv)
 	free(srv);
 }
 
-static struct kd_epmd_server *server_alloc(const struct kd_epmd_server_config *cfg)
+static struct kd_epmd_server *
+server_alloc(const struct kd_epmd_server_config *cfg)
 {
 	struct kd_epmd_server *srv = calloc(1, sizeof(*srv));
 
 	if (!srv)
 		return NULL;
 	srv->wake_fd = -1;
-	srv->client_timeout_ms = cfg->client_timeout_ms ?
-					 cfg->client_timeout_ms :
-					 EPMD_DEFAULT_CLIENT_TIMEOUT_MS;
-	srv->max_clients = cfg->max_clients ? cfg->max_clients :
-					      EPMD_DEFAULT_MAX_CLIENTS;
+	srv->client_timeout_ms = cfg->client_timeout_ms
+				     ? cfg->client_timeout_ms
+				     : EPMD_DEFAULT_CLIENT_TIMEOUT_MS;
+	srv->max_clients =
+	    cfg->max_clients ? cfg->max_clients : EPMD_DEFAULT_MAX_CLIENTS;
 	srv->clients = calloc(srv->max_clients, sizeof(*srv->clients));
 	srv->pfds = calloc(1 + 2 + srv->max_clients, sizeof(*srv->pfds));
 	if (!srv->clients || !srv->pfds) {
@@ -1016,10 +1037,12 @@ int kd_epmd_server_start_config(const struct kd_epmd_server_config *cfg,
 
 	srv = server_alloc(cfg);
 	if (!srv)
-		return kd_fail(ENOMEM, "epmd: out of memory starting the server");
+		return kd_fail(ENOMEM,
+			       "epmd: out of memory starting the server");
 	srv->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (srv->wake_fd < 0) {
-		ret = kd_fail(errno, "epmd: eventfd failed: %s", strerror(errno));
+		ret =
+		    kd_fail(errno, "epmd: eventfd failed: %s", strerror(errno));
 		goto free_srv;
 	}
 	ret = open_listeners(srv, cfg->port, cfg->loopback_only);
@@ -1028,7 +1051,8 @@ int kd_epmd_server_start_config(const struct kd_epmd_server_config *cfg,
 
 	ret = -pthread_create(&srv->thread, NULL, epmd_server_run, srv);
 	if (ret < 0) {
-		kd_fail(-ret, "epmd: pthread_create failed: %s", strerror(-ret));
+		kd_fail(-ret, "epmd: pthread_create failed: %s",
+			strerror(-ret));
 		goto free_srv;
 	}
 	kd_info("epmd: listening on port %u (%s)", srv->port,
@@ -1045,8 +1069,8 @@ int kd_epmd_server_start(uint16_t port, int loopback_only,
 			 struct kd_epmd_server **out)
 {
 	struct kd_epmd_server_config cfg = {
-		.port = port,
-		.loopback_only = loopback_only,
+	    .port = port,
+	    .loopback_only = loopback_only,
 	};
 
 	return kd_epmd_server_start_config(&cfg, out);

@@ -72,7 +72,7 @@ static void make_node(struct kd_epmd_node *node, const char *name,
 
 /* PORT2_RESP for node "ab" on port 4711 with Extra "x". */
 static const uint8_t port2_ok[] = {
-	119, 0, 0x12, 0x67, 72, 0, 0, 6, 0, 5, 0, 2, 'a', 'b', 0, 1, 'x',
+    119, 0, 0x12, 0x67, 72, 0, 0, 6, 0, 5, 0, 2, 'a', 'b', 0, 1, 'x',
 };
 
 /* Encoders */
@@ -80,8 +80,8 @@ static const uint8_t port2_ok[] = {
 static void test_alive2_req_layout(void **state)
 {
 	static const uint8_t expect[] = {
-		0, 16, 120, 0x12, 0x67, 77, 0, 0, 6, 0, 6, 0, 3, 'f', 'o', 'o',
-		0, 0,
+	    0, 16, 120, 0x12, 0x67, 77,	 0,   0, 6,
+	    0, 6,  0,	3,    'f',  'o', 'o', 0, 0,
 	};
 	struct kd_epmd_node node;
 	uint8_t buf[64];
@@ -101,7 +101,8 @@ static void test_alive2_req_extra(void **state)
 	node.extra_len = 2;
 	node.extra[0] = 'x';
 	node.extra[1] = 'y';
-	assert_int_equal(kd_epmd_encode_alive2_req(buf, sizeof(buf), &node), 18);
+	assert_int_equal(kd_epmd_encode_alive2_req(buf, sizeof(buf), &node),
+			 18);
 	assert_int_equal(buf[1], 16);
 	assert_int_equal(buf[15], 2);
 	assert_memory_equal(buf + 16, "xy", 2);
@@ -143,12 +144,13 @@ static void test_alive2_req_max_name(void **state)
 
 static void test_port_please2_req(void **state)
 {
-	static const uint8_t expect[] = { 0, 4, 122, 'f', 'o', 'o' };
+	static const uint8_t expect[] = {0, 4, 122, 'f', 'o', 'o'};
 	char long_name[KD_EPMD_MAX_NAME + 2];
 	uint8_t buf[300];
 
-	assert_int_equal(kd_epmd_encode_port_please2_req(buf, sizeof(buf), "foo"),
-			 sizeof(expect));
+	assert_int_equal(
+	    kd_epmd_encode_port_please2_req(buf, sizeof(buf), "foo"),
+	    sizeof(expect));
 	assert_memory_equal(buf, expect, sizeof(expect));
 	assert_int_equal(kd_epmd_encode_port_please2_req(buf, 5, "foo"),
 			 -ENOSPC);
@@ -156,14 +158,14 @@ static void test_port_please2_req(void **state)
 			 -EINVAL);
 	memset(long_name, 'a', sizeof(long_name) - 1);
 	long_name[sizeof(long_name) - 1] = '\0';
-	assert_int_equal(kd_epmd_encode_port_please2_req(buf, sizeof(buf),
-							 long_name),
-			 -ENAMETOOLONG);
+	assert_int_equal(
+	    kd_epmd_encode_port_please2_req(buf, sizeof(buf), long_name),
+	    -ENAMETOOLONG);
 }
 
 static void test_names_req(void **state)
 {
-	static const uint8_t expect[] = { 0, 1, 110 };
+	static const uint8_t expect[] = {0, 1, 110};
 	uint8_t buf[3];
 
 	assert_int_equal(kd_epmd_encode_names_req(buf, sizeof(buf)), 3);
@@ -175,42 +177,42 @@ static void test_names_req(void **state)
 
 static void test_alive2_x_resp(void **state)
 {
-	static const uint8_t resp[] = { 118, 0, 0x01, 0x02, 0x03, 0x04, 0xee };
+	static const uint8_t resp[] = {118, 0, 0x01, 0x02, 0x03, 0x04, 0xee};
 	uint32_t creation = 0;
 	uint8_t result = 9;
 
-	assert_int_equal(kd_epmd_decode_alive2_resp(resp, sizeof(resp), &result,
-						    &creation),
-			 6);
+	assert_int_equal(
+	    kd_epmd_decode_alive2_resp(resp, sizeof(resp), &result, &creation),
+	    6);
 	assert_int_equal(result, 0);
 	assert_int_equal(creation, 0x01020304);
 }
 
 static void test_alive2_old_resp(void **state)
 {
-	static const uint8_t resp[] = { 121, 1, 0x00, 0x03 };
+	static const uint8_t resp[] = {121, 1, 0x00, 0x03};
 	uint32_t creation = 0;
 	uint8_t result = 0;
 
-	assert_int_equal(kd_epmd_decode_alive2_resp(resp, sizeof(resp), &result,
-						    &creation),
-			 4);
+	assert_int_equal(
+	    kd_epmd_decode_alive2_resp(resp, sizeof(resp), &result, &creation),
+	    4);
 	assert_int_equal(result, 1);
 	assert_int_equal(creation, 3);
 }
 
 static void test_alive2_resp_truncated(void **state)
 {
-	static const uint8_t x_resp[] = { 118, 0, 1, 2, 3, 4 };
-	static const uint8_t old_resp[] = { 121, 0, 0, 2 };
+	static const uint8_t x_resp[] = {118, 0, 1, 2, 3, 4};
+	static const uint8_t old_resp[] = {121, 0, 0, 2};
 	uint32_t creation = 77;
 	uint8_t result = 77;
 	size_t len;
 
 	for (len = 0; len < sizeof(x_resp); len++)
-		assert_int_equal(kd_epmd_decode_alive2_resp(x_resp, len, &result,
-							    &creation),
-				 0);
+		assert_int_equal(
+		    kd_epmd_decode_alive2_resp(x_resp, len, &result, &creation),
+		    0);
 	for (len = 0; len < sizeof(old_resp); len++)
 		assert_int_equal(kd_epmd_decode_alive2_resp(old_resp, len,
 							    &result, &creation),
@@ -221,7 +223,7 @@ static void test_alive2_resp_truncated(void **state)
 
 static void test_alive2_resp_bad_op(void **state)
 {
-	uint8_t resp[6] = { 119, 0, 0, 0, 0, 1 };
+	uint8_t resp[6] = {119, 0, 0, 0, 0, 1};
 	uint32_t creation;
 	uint8_t result;
 	unsigned op;
@@ -230,9 +232,9 @@ static void test_alive2_resp_bad_op(void **state)
 		resp[0] = (uint8_t)op;
 		if (op == 118 || op == 121)
 			continue;
-		assert_int_equal(kd_epmd_decode_alive2_resp(resp, 1, &result,
-							    &creation),
-				 -EBADMSG);
+		assert_int_equal(
+		    kd_epmd_decode_alive2_resp(resp, 1, &result, &creation),
+		    -EBADMSG);
 	}
 }
 
@@ -259,14 +261,13 @@ static void test_port2_resp_ok(void **state)
 
 static void test_port2_resp_not_found(void **state)
 {
-	static const uint8_t resp[] = { 119, 1 };
+	static const uint8_t resp[] = {119, 1};
 	struct kd_epmd_node node;
 	uint8_t result = 0;
 
 	node.port = 1234;
-	assert_int_equal(kd_epmd_decode_port2_resp(resp, sizeof(resp), &result,
-						   &node),
-			 2);
+	assert_int_equal(
+	    kd_epmd_decode_port2_resp(resp, sizeof(resp), &result, &node), 2);
 	assert_int_equal(result, 1);
 	assert_int_equal(node.port, 1234);
 }
@@ -279,24 +280,24 @@ static void test_port2_resp_truncated(void **state)
 
 	node.port = 1234;
 	for (len = 0; len < sizeof(port2_ok); len++)
-		assert_int_equal(kd_epmd_decode_port2_resp(port2_ok, len,
-							   &result, &node),
-				 0);
+		assert_int_equal(
+		    kd_epmd_decode_port2_resp(port2_ok, len, &result, &node),
+		    0);
 	assert_int_equal(result, 77);
 	assert_int_equal(node.port, 1234);
 }
 
 static void test_port2_resp_bad_op(void **state)
 {
-	static const uint8_t resp[] = { 118, 0, 0, 0 };
+	static const uint8_t resp[] = {118, 0, 0, 0};
 	struct kd_epmd_node node;
 	uint8_t result;
 
 	assert_int_equal(kd_epmd_decode_port2_resp(resp, 1, &result, &node),
 			 -EBADMSG);
-	assert_int_equal(kd_epmd_decode_port2_resp(resp, sizeof(resp), &result,
-						   &node),
-			 -EBADMSG);
+	assert_int_equal(
+	    kd_epmd_decode_port2_resp(resp, sizeof(resp), &result, &node),
+	    -EBADMSG);
 }
 
 static void test_port2_resp_bogus_lengths(void **state)
@@ -309,9 +310,9 @@ static void test_port2_resp_bogus_lengths(void **state)
 	memcpy(resp, port2_ok, 12);
 	resp[10] = 0;
 	resp[11] = 0;
-	assert_int_equal(kd_epmd_decode_port2_resp(resp, sizeof(resp), &result,
-						   &node),
-			 -EBADMSG);
+	assert_int_equal(
+	    kd_epmd_decode_port2_resp(resp, sizeof(resp), &result, &node),
+	    -EBADMSG);
 	/* NLen 256 and 65535: longer than any node name */
 	resp[10] = 1;
 	assert_int_equal(kd_epmd_decode_port2_resp(resp, 12, &result, &node),
@@ -328,9 +329,9 @@ static void test_port2_resp_bogus_lengths(void **state)
 			 -EMSGSIZE);
 	resp[14] = 0xff;
 	resp[15] = 0xff;
-	assert_int_equal(kd_epmd_decode_port2_resp(resp, sizeof(resp), &result,
-						   &node),
-			 -EMSGSIZE);
+	assert_int_equal(
+	    kd_epmd_decode_port2_resp(resp, sizeof(resp), &result, &node),
+	    -EMSGSIZE);
 	assert_int_equal(result, 77);
 }
 
@@ -346,9 +347,9 @@ static void test_port2_resp_max_name(void **state)
 	memset(resp + 12, 'n', KD_EPMD_MAX_NAME);
 	resp[12 + KD_EPMD_MAX_NAME] = 0;
 	resp[13 + KD_EPMD_MAX_NAME] = 0;
-	assert_int_equal(kd_epmd_decode_port2_resp(resp, sizeof(resp), &result,
-						   &node),
-			 sizeof(resp));
+	assert_int_equal(
+	    kd_epmd_decode_port2_resp(resp, sizeof(resp), &result, &node),
+	    sizeof(resp));
 	assert_int_equal(strlen(node.name), KD_EPMD_MAX_NAME);
 	assert_int_equal(node.extra_len, 0);
 }
@@ -358,9 +359,9 @@ static void test_port2_resp_max_name(void **state)
 static int server_setup(void **state)
 {
 	struct kd_epmd_server_config cfg = {
-		.port = 0,
-		.loopback_only = 1,
-		.client_timeout_ms = CLIENT_TIMEOUT_MS,
+	    .port = 0,
+	    .loopback_only = 1,
+	    .client_timeout_ms = CLIENT_TIMEOUT_MS,
 	};
 	struct kd_epmd_server *srv = NULL;
 
@@ -388,9 +389,9 @@ static uint16_t srv_port(void **state)
 static int raw_connect(uint16_t port)
 {
 	struct sockaddr_in sa = {
-		.sin_family = AF_INET,
-		.sin_port = htons(port),
-		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	    .sin_family = AF_INET,
+	    .sin_port = htons(port),
+	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
 	};
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
@@ -402,7 +403,7 @@ static int raw_connect(uint16_t port)
 /* Reads until @len bytes or EOF, at most TIMEOUT_MS; returns bytes read. */
 static size_t raw_read(int fd, uint8_t *buf, size_t len)
 {
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
 	size_t have = 0;
 	ssize_t n;
 
@@ -418,7 +419,7 @@ static size_t raw_read(int fd, uint8_t *buf, size_t len)
 /* True if the server closes @fd within TIMEOUT_MS. */
 static bool closed_by_server(int fd)
 {
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
 	uint8_t byte;
 
 	if (poll(&pfd, 1, TIMEOUT_MS) != 1)
@@ -426,8 +427,8 @@ static bool closed_by_server(int fd)
 	return recv(fd, &byte, 1, 0) <= 0;
 }
 
-static int register_node(void **state, const char *name, uint16_t port,
-			 int *fd, uint32_t *creation)
+static int register_node(void **state, const char *name, uint16_t port, int *fd,
+			 uint32_t *creation)
 {
 	struct kd_epmd_node node;
 
@@ -461,7 +462,8 @@ static void test_server_register_lookup(void **state)
 	uint32_t creation = 0;
 	int fd = -1;
 
-	assert_int_equal(register_node(state, "alpha", 4711, &fd, &creation), 0);
+	assert_int_equal(register_node(state, "alpha", 4711, &fd, &creation),
+			 0);
 	assert_true(fd >= 0);
 	assert_true(creation >= 4);
 	assert_int_equal(kd_epmd_port_please("127.0.0.1", srv_port(state),
@@ -514,8 +516,8 @@ static void test_server_duplicate_name(void **state)
 	assert_int_equal(register_node(state, "dup", 1001, &fd2, &creation),
 			 -EEXIST);
 	assert_int_equal(fd2, -1);
-	assert_non_null(strstr(kd_last_error(),
-			       "name 'dup' is already registered"));
+	assert_non_null(
+	    strstr(kd_last_error(), "name 'dup' is already registered"));
 	assert_true(log_contains("rejected registration of 'dup'"));
 	close(fd1);
 }
@@ -532,8 +534,7 @@ static void test_server_drops_on_close(void **state)
 			 -ENOENT);
 	assert_true(log_contains("unregistered 'gone' port 1000"));
 	/* The name is free again and gets the next creation. */
-	assert_int_equal(register_node(state, "gone", 1001, &fd, &creation),
-			 0);
+	assert_int_equal(register_node(state, "gone", 1001, &fd, &creation), 0);
 	close(fd);
 }
 
@@ -549,7 +550,8 @@ static void test_server_creation_bumps(void **state)
 			 -ENOENT);
 	assert_int_equal(register_node(state, "cr", 1, &fd, &second), 0);
 	assert_true(second >= 4);
-	assert_true(second == first + 1 || (first == UINT32_MAX && second == 4));
+	assert_true(second == first + 1 ||
+		    (first == UINT32_MAX && second == 4));
 	close(fd);
 }
 
@@ -569,8 +571,8 @@ static void test_server_old_alive2_resp(void **state)
 	assert_int_equal(send(fd, req, (size_t)len, 0), len);
 	assert_int_equal(raw_read(fd, resp, 4), 4);
 	assert_int_equal(resp[0], KD_EPMD_ALIVE2_RESP);
-	assert_int_equal(kd_epmd_decode_alive2_resp(resp, 4, &result, &creation),
-			 4);
+	assert_int_equal(
+	    kd_epmd_decode_alive2_resp(resp, 4, &result, &creation), 4);
 	assert_int_equal(result, 0);
 	assert_in_range(creation, 1, 3);
 	close(fd);
@@ -592,7 +594,7 @@ static void test_server_names_text(void **state)
 	assert_non_null(strstr(text, "name one at port 1111\n"));
 	assert_non_null(strstr(text, "name two at port 2222\n"));
 	assert_int_equal(strlen(text), strlen("name one at port 1111\n") +
-					       strlen("name two at port 2222\n"));
+					   strlen("name two at port 2222\n"));
 	free(text);
 	close(fd1);
 	close(fd2);
@@ -623,7 +625,7 @@ static void test_server_port_in_use(void **state)
 
 static void test_server_garbage_client(void **state)
 {
-	static const uint8_t junk[] = { 0xff, 0xff, 'G', 'E', 'T', ' ' };
+	static const uint8_t junk[] = {0xff, 0xff, 'G', 'E', 'T', ' '};
 	struct kd_epmd_node node;
 	uint32_t creation;
 	int bad, fd;
@@ -645,7 +647,7 @@ static void test_server_garbage_client(void **state)
 
 static void test_server_unknown_op(void **state)
 {
-	static const uint8_t req[] = { 0, 1, 42 };
+	static const uint8_t req[] = {0, 1, 42};
 	int fd = raw_connect(srv_port(state));
 
 	assert_int_equal(send(fd, req, sizeof(req), 0), sizeof(req));
@@ -657,8 +659,8 @@ static void test_server_unknown_op(void **state)
 static void test_server_bad_alive2_lengths(void **state)
 {
 	/* NLen 200 in a 14-byte body */
-	static const uint8_t req[] = { 0, 14, 120, 0, 1, 77, 0, 0, 6,
-				       0, 6, 0, 200, 'a', 0, 0 };
+	static const uint8_t req[] = {0, 14, 120, 0, 1,	  77,  0, 0,
+				      6, 0,  6,	  0, 200, 'a', 0, 0};
 	int fd = raw_connect(srv_port(state));
 
 	assert_int_equal(send(fd, req, sizeof(req), 0), sizeof(req));
@@ -669,7 +671,7 @@ static void test_server_bad_alive2_lengths(void **state)
 
 static void test_server_idle_timeout(void **state)
 {
-	static const uint8_t partial[] = { 0, 5, 122 };
+	static const uint8_t partial[] = {0, 5, 122};
 	int fd = raw_connect(srv_port(state));
 
 	assert_int_equal(send(fd, partial, sizeof(partial), 0),
@@ -695,7 +697,7 @@ static void test_server_data_after_alive2(void **state)
 
 static void test_server_kill_rejected(void **state)
 {
-	static const uint8_t req[] = { 0, 1, KD_EPMD_KILL_REQ };
+	static const uint8_t req[] = {0, 1, KD_EPMD_KILL_REQ};
 	uint8_t resp[4];
 	int fd = raw_connect(srv_port(state));
 
@@ -731,8 +733,8 @@ static void test_server_name_too_long(void **state)
 	fd = raw_connect(srv_port(state));
 	assert_int_equal(send(fd, req, sizeof(req), 0), sizeof(req));
 	assert_int_equal(raw_read(fd, resp, 6), 6);
-	assert_int_equal(kd_epmd_decode_alive2_resp(resp, 6, &result, &creation),
-			 6);
+	assert_int_equal(
+	    kd_epmd_decode_alive2_resp(resp, 6, &result, &creation), 6);
 	assert_int_equal(result, 1);
 	assert_true(closed_by_server(fd));
 	assert_true(log_contains("name of 1021 bytes"));
@@ -761,7 +763,7 @@ static void test_server_invalid_utf8(void **state)
 
 static void test_client_refused(void **state)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET };
+	struct sockaddr_in sa = {.sin_family = AF_INET};
 	socklen_t len = sizeof(sa);
 	struct kd_epmd_node node;
 	uint16_t port;
@@ -775,9 +777,9 @@ static void test_client_refused(void **state)
 	port = ntohs(sa.sin_port);
 	close(fd);
 
-	assert_int_equal(kd_epmd_port_please("127.0.0.1", port, "x", TIMEOUT_MS,
-					     &node),
-			 -ECONNREFUSED);
+	assert_int_equal(
+	    kd_epmd_port_please("127.0.0.1", port, "x", TIMEOUT_MS, &node),
+	    -ECONNREFUSED);
 	assert_non_null(strstr(kd_last_error(), "Connection refused"));
 	assert_non_null(strstr(kd_last_error(), "is epmd running?"));
 }
@@ -800,59 +802,60 @@ static void test_client_name_too_long(void **state)
 
 	memset(name, 'a', sizeof(name) - 1);
 	name[sizeof(name) - 1] = '\0';
-	assert_int_equal(kd_epmd_port_please("127.0.0.1", 4369, name,
-					     TIMEOUT_MS, &node),
-			 -ENAMETOOLONG);
+	assert_int_equal(
+	    kd_epmd_port_please("127.0.0.1", 4369, name, TIMEOUT_MS, &node),
+	    -ENAMETOOLONG);
 }
 
 int main(void)
 {
 	const struct CMUnitTest codec[] = {
-		cmocka_unit_test(test_alive2_req_layout),
-		cmocka_unit_test(test_alive2_req_extra),
-		cmocka_unit_test(test_alive2_req_rejects),
-		cmocka_unit_test(test_alive2_req_max_name),
-		cmocka_unit_test(test_port_please2_req),
-		cmocka_unit_test(test_names_req),
-		cmocka_unit_test(test_alive2_x_resp),
-		cmocka_unit_test(test_alive2_old_resp),
-		cmocka_unit_test(test_alive2_resp_truncated),
-		cmocka_unit_test(test_alive2_resp_bad_op),
-		cmocka_unit_test(test_port2_resp_ok),
-		cmocka_unit_test(test_port2_resp_not_found),
-		cmocka_unit_test(test_port2_resp_truncated),
-		cmocka_unit_test(test_port2_resp_bad_op),
-		cmocka_unit_test(test_port2_resp_bogus_lengths),
-		cmocka_unit_test(test_port2_resp_max_name),
-		cmocka_unit_test(test_client_refused),
-		cmocka_unit_test(test_client_bad_host),
-		cmocka_unit_test(test_client_name_too_long),
+	    cmocka_unit_test(test_alive2_req_layout),
+	    cmocka_unit_test(test_alive2_req_extra),
+	    cmocka_unit_test(test_alive2_req_rejects),
+	    cmocka_unit_test(test_alive2_req_max_name),
+	    cmocka_unit_test(test_port_please2_req),
+	    cmocka_unit_test(test_names_req),
+	    cmocka_unit_test(test_alive2_x_resp),
+	    cmocka_unit_test(test_alive2_old_resp),
+	    cmocka_unit_test(test_alive2_resp_truncated),
+	    cmocka_unit_test(test_alive2_resp_bad_op),
+	    cmocka_unit_test(test_port2_resp_ok),
+	    cmocka_unit_test(test_port2_resp_not_found),
+	    cmocka_unit_test(test_port2_resp_truncated),
+	    cmocka_unit_test(test_port2_resp_bad_op),
+	    cmocka_unit_test(test_port2_resp_bogus_lengths),
+	    cmocka_unit_test(test_port2_resp_max_name),
+	    cmocka_unit_test(test_client_refused),
+	    cmocka_unit_test(test_client_bad_host),
+	    cmocka_unit_test(test_client_name_too_long),
 	};
-#define SERVER_TEST(fn) \
+#define SERVER_TEST(fn)                                                        \
 	cmocka_unit_test_setup_teardown(fn, server_setup, server_teardown)
 	const struct CMUnitTest server[] = {
-		SERVER_TEST(test_server_register_lookup),
-		SERVER_TEST(test_server_ipv6_lookup),
-		SERVER_TEST(test_server_unknown_name),
-		SERVER_TEST(test_server_duplicate_name),
-		SERVER_TEST(test_server_drops_on_close),
-		SERVER_TEST(test_server_creation_bumps),
-		SERVER_TEST(test_server_old_alive2_resp),
-		SERVER_TEST(test_server_names_text),
-		SERVER_TEST(test_server_names_empty),
-		SERVER_TEST(test_server_port_in_use),
-		SERVER_TEST(test_server_garbage_client),
-		SERVER_TEST(test_server_unknown_op),
-		SERVER_TEST(test_server_bad_alive2_lengths),
-		SERVER_TEST(test_server_idle_timeout),
-		SERVER_TEST(test_server_data_after_alive2),
-		SERVER_TEST(test_server_kill_rejected),
-		SERVER_TEST(test_server_invalid_utf8),
-		SERVER_TEST(test_server_name_too_long),
+	    SERVER_TEST(test_server_register_lookup),
+	    SERVER_TEST(test_server_ipv6_lookup),
+	    SERVER_TEST(test_server_unknown_name),
+	    SERVER_TEST(test_server_duplicate_name),
+	    SERVER_TEST(test_server_drops_on_close),
+	    SERVER_TEST(test_server_creation_bumps),
+	    SERVER_TEST(test_server_old_alive2_resp),
+	    SERVER_TEST(test_server_names_text),
+	    SERVER_TEST(test_server_names_empty),
+	    SERVER_TEST(test_server_port_in_use),
+	    SERVER_TEST(test_server_garbage_client),
+	    SERVER_TEST(test_server_unknown_op),
+	    SERVER_TEST(test_server_bad_alive2_lengths),
+	    SERVER_TEST(test_server_idle_timeout),
+	    SERVER_TEST(test_server_data_after_alive2),
+	    SERVER_TEST(test_server_kill_rejected),
+	    SERVER_TEST(test_server_invalid_utf8),
+	    SERVER_TEST(test_server_name_too_long),
 	};
 	int failed;
 
 	failed = cmocka_run_group_tests_name("epmd codec", codec, NULL, NULL);
-	failed += cmocka_run_group_tests_name("epmd server", server, NULL, NULL);
+	failed +=
+	    cmocka_run_group_tests_name("epmd server", server, NULL, NULL);
 	return failed ? 1 : 0;
 }
