@@ -25,7 +25,7 @@
  *                                     388,736,063,997 bytes.
  *
  * Key material: kd_ktls_prepare_ctx() captures the TLS 1.3 application
- * traffic secrets from OpenSSL's keylog callback into per-SSL ex_data;
+ * traffic secrets from OpenSSL's keylog callback into per-SSL ex_data.
  * kd_ktls_install() derives the keys (ciphers.c) and wipes the captured
  * copies. TLS 1.2 keys come from the master secret and the two randoms.
  */
@@ -331,7 +331,7 @@ static struct kd_ktls_secrets *kd_secrets_of(const SSL *ssl)
 	return sec;
 }
 
-/* Keeps the two application traffic secrets; the line format is
+/* Keeps the two application traffic secrets. The line format is
  * "LABEL <client_random hex> <secret hex>". */
 static void kd_keylog(const SSL *ssl, const char *line)
 {
@@ -855,8 +855,12 @@ static ssize_t kd_recv_record(int fd, void *buf, size_t len, uint8_t *type,
 	return n;
 }
 
-/* Reads the rest of a control record that did not fit into the caller's
- * buffer; returns its total length or -errno. */
+/*
+ * Reads the rest of a control record that did not fit into the caller's
+ * buffer and returns its total length or -errno.
+ * NOTE: no test reads a control record through a buffer smaller than the
+ * record, so this continuation path has not run on a real kernel.
+ */
 static ssize_t kd_recv_control_rest(int fd, uint8_t *rec, size_t have,
 				    uint8_t want_type)
 {

@@ -105,6 +105,8 @@ int kd_ktls_tx_rekey(int fd, struct kd_ktls_state *st, bool request_peer,
  * started 16 KiB, an upper bound) and returns true once the transmit key
  * has reached its AEAD usage limit (2^24.5 records for AES-GCM in TLS 1.3),
  * when the caller must call kd_ktls_tx_rekey(..., false, ...).
+ * TODO: the data loop does not call this yet, so a kernel-TLS connection
+ * never starts its own KeyUpdate at the AES-GCM usage limit.
  */
 bool kd_ktls_tx_account(struct kd_ktls_state *st, size_t bytes);
 
