@@ -8,6 +8,9 @@
  * text), floats, atoms (bare and quoted), strings (with escapes), binaries
  * <<"..">> and <<1,2,3>>, lists (with | tails), tuples, maps #{K => V},
  * and fun M:F/A. Comments (%) and a "%% coding: utf-8" line are accepted.
+ * Remote calls M:F(Args) are accepted only through kd_term_parse_flags()
+ * with KD_TERM_PARSE_CALLS, for options that OTP evaluates such as
+ * public_key:pkix_verify_hostname_match_fun(https).
  */
 #ifndef KD_TERM_H
 #define KD_TERM_H
@@ -28,6 +31,17 @@ enum kd_term_type {
 	KD_TERM_TUPLE,
 	KD_TERM_MAP, /* items alternate key, value */
 	KD_TERM_FUN, /* fun M:F/A */
+	KD_TERM_CALL, /* M:F(Args), only with KD_TERM_PARSE_CALLS */
+};
+
+/* Limits that keep hostile input from exhausting the stack or memory. */
+#define KD_TERM_MAX_DEPTH 256
+#define KD_TERM_MAX_TEXT (16u << 20) /* bytes of input */
+#define KD_TERM_MAX_ATOM 255	     /* characters, as in Erlang */
+#define KD_TERM_MAX_DIGITS 4096	     /* digits of one integer literal */
+
+enum kd_term_parse_flag {
+	KD_TERM_PARSE_CALLS = 1u << 0, /* accept M:F(Args) as KD_TERM_CALL */
 };
 
 struct kd_term {
@@ -54,6 +68,13 @@ struct kd_term {
 			char *function;
 			unsigned arity;
 		} fun;
+		/* CALL: the arguments are terms, not evaluated. */
+		struct {
+			char *module;
+			char *function;
+			struct kd_term **args;
+			size_t n;
+		} call;
 	} u;
 };
 
@@ -64,9 +85,16 @@ struct kd_term {
  */
 int kd_term_parse(const char *text, size_t len, struct kd_term **out,
 		  char *err, size_t errlen);
+/* As kd_term_parse(), with KD_TERM_PARSE_* @flags. */
+int kd_term_parse_flags(const char *text, size_t len, unsigned flags,
+			struct kd_term **out, char *err, size_t errlen);
 void kd_term_free(struct kd_term *term);
 
-/* Appends @term to @x as external term format (no version byte). */
+/*
+ * Appends @term to @x as external term format (no version byte). Fails
+ * with -EOPNOTSUPP for a KD_TERM_CALL, -ENOMEM when @x cannot grow; the
+ * sentence is in kd_last_error().
+ */
 int kd_term_encode(const struct kd_term *term, ei_x_buff *x);
 
 /* Formats @term in Erlang syntax, for messages. Truncates to @cap. */

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <openssl/ssl.h>
 
@@ -43,7 +44,16 @@ SSL_CTX *kd_tls_config_client_ctx(struct kd_tls_config *cfg, char *err,
 int kd_tls_client_prepare(SSL *ssl, const char *host, char *err,
 			  size_t errlen);
 
-/* Registry behind kdist_register_verify_fun(). */
+/*
+ * The sender's rekey limits of one role: key_update_at (TLS 1.3, bytes of
+ * plaintext) and renegotiate_at (TLS 1.2, records), OTP's defaults unless
+ * the options set them.
+ */
+int kd_tls_config_rekey_limits(const struct kd_tls_config *cfg, bool server,
+			       uint64_t *key_update_at,
+			       uint64_t *renegotiate_at);
+
+/* Registry behind kdist_register_verify_fun(). Thread-safe. */
 int kd_verify_fun_register(const char *mfa, kdist_verify_fn fn, void *user);
 
 #endif
