@@ -10,6 +10,29 @@
  * Acceptor:   recv_name 'N' -> send_status 's' -> [recv 'alive' answer]
  *             -> send_challenge 'N' -> recv_challenge_reply 'r'
  *             -> send_challenge_ack 'a'
+ *
+ * Like OTP 25.3 and later, the acceptor also takes the old send_name 'n'
+ * (Version:16 Flags:32 Name), followed after its challenge by the
+ * complement 'c' (FlagsHigh:32 Creation:32). The initiator always sends 'N'.
+ * Layouts follow lib/kernel/src/dist_util.erl (OTP 25 to 28) and the
+ * "Distribution Handshake" section of erts/doc erl_dist_protocol.md.
+ *
+ * Dynamic node names (DFLAG_NAME_ME, status "named:") are not supported:
+ * kd_hs_init() returns -EOPNOTSUPP for them, and an acceptor answers a
+ * peer that requests one with "not_allowed".
+ *
+ * Simultaneous connect: when an incoming name arrives for a node that this
+ * node is itself connecting to, OTP's net_kernel (accept_pending) compares
+ * the two node names as atoms, that is byte by byte as unsigned chars:
+ *   - this node's name greater: it answers "nok" to the incoming attempt
+ *     and keeps its own outgoing one;
+ *   - otherwise: it ends its own outgoing attempt and answers
+ *     "ok_simultaneous" to the incoming one.
+ * When the peer is already connected, net_kernel answers "alive", and the
+ * initiator replies "true" if it still means to connect; the acceptor then
+ * finishes the handshake and waits for the old connection to go before it
+ * sends challenge_ack. check_peer() makes these choices here;
+ * kd_hs_simultaneous_status() implements the name comparison.
  */
 #ifndef KD_HANDSHAKE_H
 #define KD_HANDSHAKE_H
@@ -49,7 +72,10 @@
 #define DFLAG_V4_NC (1ULL << 34)
 #define DFLAG_ALIAS (1ULL << 35)
 
-/* What OTP 26 to 28 require of a peer. */
+/* Flags OTP 25 requires of a peer (dist.hrl MANDATORY_DFLAGS_25). A peer
+ * may send DFLAG_MANDATORY_25_DIGEST as shorthand for all of them. */
+#define KD_DFLAGS_MANDATORY_25 0x1070F94ULL
+/* Flags OTP 26 to 28 require of a peer: the OTP 25 set, UNLINK_ID, V4_NC. */
 #define KD_DFLAGS_MANDATORY 0x403070F94ULL
 
 enum kd_hs_role { KD_HS_INITIATOR, KD_HS_ACCEPTOR };
@@ -70,6 +96,7 @@ enum kd_hs_state {
 	KD_HS_RECV_CHALLENGE_ACK, /* initiator */
 	KD_HS_RECV_NAME,	  /* acceptor */
 	KD_HS_RECV_ALIVE_ANSWER,  /* acceptor, after sending 'alive' */
+	KD_HS_RECV_COMPLEMENT,	  /* acceptor, after an old 'n' name */
 	KD_HS_RECV_CHALLENGE_REPLY, /* acceptor */
 	KD_HS_DONE,
 	KD_HS_FAILED,
@@ -79,7 +106,9 @@ struct kd_hs_params {
 	enum kd_hs_role role;
 	const char *this_node; /* "name@host" */
 	uint32_t creation;
-	uint64_t flags; /* what this node advertises */
+	/* Flags this node advertises. They must contain KD_DFLAGS_MANDATORY,
+	 * with DFLAG_MANDATORY_25_DIGEST allowed in place of the OTP 25 part. */
+	uint64_t flags;
 	/* Never logged; the state machine wipes its own copy when done. */
 	const char *cookie;
 	/* Initiator: the node it means to reach. Checked against the name in
@@ -91,7 +120,7 @@ struct kd_hs_params {
 	 */
 	enum kd_hs_status (*check_peer)(void *user, const char *peer,
 					uint64_t peer_flags);
-	/* Acceptor, after 'alive': the initiator answered true (the old
+	/* Acceptor, after 'alive': the initiator replied true (the old
 	 * connection must go) or false. */
 	void (*alive_answer)(void *user, const char *peer, bool keep_new);
 	void *user;
@@ -109,17 +138,29 @@ struct kd_hs {
 	uint8_t out[2][KD_HS_MAX_OUT];
 	size_t out_len[2];
 	unsigned out_count;
-	/* Peer facts, valid once known. */
+	/* Messages already taken: wiped and dropped at the next kd_hs_* call. */
+	unsigned out_taken;
+	/* Acceptor: the peer sent the old 'n', so 'c' must follow. */
+	bool peer_sent_old_name;
+	/* Copy of p.this_node; p.cookie is cleared after it is copied. */
+	char this_node[256];
+	/* Peer facts, valid once received (the initiator has the name from
+	 * the start). peer_flags has DFLAG_MANDATORY_25_DIGEST expanded. */
 	char peer_node[256];
 	uint64_t peer_flags;
 	uint32_t peer_creation;
 	/* Why the handshake failed: a sentence naming the peer and value. */
-	char error[256];
+	char error[512];
 	/* Initiator: status text received ("ok", "nok", ...). */
 	char status[32];
 };
 
-/* Initializes; copies the cookie. Returns -EINVAL for a bad parameter. */
+/*
+ * Initializes; copies the cookie. Returns -EINVAL for a bad parameter
+ * (a node name that is not "name@host" of at most 255 bytes, a missing or
+ * too long cookie, or flags without KD_DFLAGS_MANDATORY) and -EOPNOTSUPP
+ * for DFLAG_NAME_ME, with the reason in hs->error.
+ */
 int kd_hs_init(struct kd_hs *hs, const struct kd_hs_params *p);
 /* Initiator: queues send_name. */
 int kd_hs_start(struct kd_hs *hs);
@@ -127,8 +168,12 @@ int kd_hs_start(struct kd_hs *hs);
  * Processes one received handshake message. Returns 0 to continue, 1 when
  * the handshake is complete, or a negative errno with hs->error set:
  * -EACCES for a wrong cookie digest, -ECONNREFUSED for a status that ends
- * the attempt (nok, not_allowed, alive answered false), -EPROTO for a
- * malformed or unexpected message.
+ * the attempt (nok, not_allowed, "false" in reply to alive),
+ * -EPROTONOSUPPORT when the peer lacks a flag of KD_DFLAGS_MANDATORY (the
+ * acceptor queues "not_allowed" first), -EOPNOTSUPP for a dynamic name
+ * request, -EPROTO for a malformed or unexpected message. Output queued
+ * before a failure (a status) should still be sent. On 1 and on failure
+ * the cookie is wiped; call kd_hs_wipe() after sending the last output.
  */
 int kd_hs_input(struct kd_hs *hs, const uint8_t *msg, size_t len);
 /* Takes the queued messages: returns how many, pointers valid until the
@@ -137,8 +182,18 @@ unsigned kd_hs_take_output(struct kd_hs *hs, const uint8_t **msgs,
 			   size_t *lens, unsigned max);
 /* Flags used on the connection: ours AND the peer's. */
 uint64_t kd_hs_negotiated_flags(const struct kd_hs *hs);
-/* Wipes the cookie and digests. Safe to call more than once. */
+/* Wipes the cookie, the challenge and the queued output, which contains
+ * digests. Safe to call more than once. */
 void kd_hs_wipe(struct kd_hs *hs);
+
+/*
+ * The status OTP's net_kernel gives an incoming attempt from @peer_node
+ * while this node's own attempt to @peer_node is pending: NOK when
+ * @this_node compares greater (this node keeps its own attempt), else
+ * OK_SIMULTANEOUS (the caller ends its own attempt).
+ */
+enum kd_hs_status kd_hs_simultaneous_status(const char *this_node,
+					    const char *peer_node);
 
 /* MD5(cookie ++ decimal(challenge)), as dist_util:gen_digest/2. */
 void kd_hs_digest(const char *cookie, size_t cookie_len, uint32_t challenge,
