@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * User-space TLS record path. After the handshake the connection's socket
+ * BIO is replaced by two memory BIOs: io_uring moves ciphertext, OpenSSL
+ * decrypts what arrives (BIO_write, then SSL_read) and encrypts the send
+ * queue (SSL_write, then the write BIO is drained into a ciphertext
+ * buffer). Renegotiation (TLS 1.2) and KeyUpdate (TLS 1.3) from the peer
+ * happen inside SSL_read and SSL_write; the records they produce leave
+ * through the same write BIO, in order with application data.
+ */
+#include "loop_int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+#include "error.h"
+#include "log.h"
+
+static int link_ex_index = -1;
+static pthread_once_t link_ex_once = PTHREAD_ONCE_INIT;
+
+static void link_ex_init(void)
+{
+	link_ex_index = SSL_get_ex_new_index(0, "kdist link", NULL, NULL, NULL);
+}
+
+/* Remembers the last alert in each direction for the close reason. */
+static void info_callback(const SSL *ssl, int where, int ret)
+{
+	struct kd_link *l = SSL_get_ex_data(ssl, link_ex_index);
+
+	if (!l)
+		return;
+	if (where & SSL_CB_ALERT) {
+		if (where & SSL_CB_WRITE)
+			l->alert_sent = ret & 0xff;
+		else
+			l->alert_received = ret & 0xff;
+	}
+	if (l->prev_info_cb)
+		l->prev_info_cb(ssl, where, ret);
+}
+
+static void hook_info_callback(struct kd_link *l)
+{
+	l->prev_info_cb = SSL_get_info_callback(l->ssl);
+	if (!l->prev_info_cb)
+		l->prev_info_cb = SSL_CTX_get_info_callback(SSL_get_SSL_CTX(l->ssl));
+	SSL_set_ex_data(l->ssl, link_ex_index, l);
+	SSL_set_info_callback(l->ssl, info_callback);
+}
+
+/*
+ * Moves a finished connection onto memory BIOs. Runs on the attaching
+ * thread; on failure the caller keeps @l->ssl as it was.
+ */
+int kd_user_tls_init(struct kd_link *l)
+{
+	unsigned i;
+
+	pthread_once(&link_ex_once, link_ex_init);
+	if (link_ex_index < 0)
+		return kd_fail(ENOMEM, "loop: SSL_get_ex_new_index failed");
+	if (!SSL_is_init_finished(l->ssl))
+		return kd_fail(EINVAL,
+			       "loop: attach %s: the TLS handshake has not finished",
+			       l->peer);
+	/* Bytes inside the old BIO or OpenSSL's read buffer would be lost. */
+	if (SSL_has_pending(l->ssl))
+		return kd_fail(EINVAL,
+			       "loop: attach %s: OpenSSL holds unread data; hand it over as pending plaintext or disable read-ahead",
+			       l->peer);
+
+	l->plain = malloc(KD_TLS_PLAIN_SIZE);
+	l->rbio = BIO_new(BIO_s_mem());
+	l->wbio = BIO_new(BIO_s_mem());
+	if (!l->plain || !l->rbio || !l->wbio)
+		goto err_free_bios;
+	/* An empty read BIO means "retry later", not end of file. */
+	BIO_set_mem_eof_return(l->rbio, -1);
+
+	SSL_set_bio(l->ssl, l->rbio, l->wbio);
+	SSL_clear_mode(l->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE);
+	SSL_set_mode(l->ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	hook_info_callback(l);
+	for (i = 0; i < KD_CT_BUFS; i++)
+		l->ct[i].link = l;
+	l->ct_fill = &l->ct[0];
+	return 0;
+
+err_free_bios:
+	BIO_free(l->wbio);
+	BIO_free(l->rbio);
+	free(l->plain);
+	l->rbio = l->wbio = NULL;
+	l->plain = NULL;
+	return kd_fail(ENOMEM, "loop: out of memory");
+}
+
+/* Frees the connection (and its BIOs) on any path. Ciphertext buffers
+ * stay until the link's memory goes: zero-copy sends may still read them. */
+void kd_user_tls_free(struct kd_link *l)
+{
+	if (l->ssl)
+		SSL_free(l->ssl);
+	l->ssl = NULL;
+	l->rbio = l->wbio = NULL;
+	free(l->plain);
+	l->plain = NULL;
+}
+
+/* Closes @l with OpenSSL's reason for the failure of @call. */
+static void tls_fail(struct kd_link *l, const char *call)
+{
+	unsigned long e = ERR_peek_error();
+	char str[160];
+
+	if (l->alert_received >= 0) {
+		kd_link_fail(l, -EPROTO, "TLS alert from peer: %s",
+			     SSL_alert_desc_string_long(l->alert_received));
+	} else if (e) {
+		ERR_error_string_n(e, str, sizeof(str));
+		if (l->alert_sent >= 0)
+			kd_link_fail(l, -EPROTO, "TLS error in %s: %s (sent alert: %s)",
+				     call, str,
+				     SSL_alert_desc_string_long(l->alert_sent));
+		else
+			kd_link_fail(l, -EPROTO, "TLS error in %s: %s", call, str);
+	} else {
+		kd_link_fail(l, -EPROTO, "TLS error in %s with no OpenSSL reason",
+			     call);
+	}
+	ERR_clear_error();
+}
+
+/* Handles what SSL_get_error() reports; returns true when the link ends. */
+static bool tls_result(struct kd_link *l, int ret, const char *call)
+{
+	switch (SSL_get_error(l->ssl, ret)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		return false;
+	case SSL_ERROR_ZERO_RETURN:
+		kd_rx_eof(l, "TLS close_notify from peer");
+		return true;
+	case SSL_ERROR_SSL:
+		tls_fail(l, call);
+		return true;
+	default:
+		kd_link_fail(l, -EIO, "%s failed: SSL_get_error returned %d", call,
+			     SSL_get_error(l->ssl, ret));
+		ERR_clear_error();
+		return true;
+	}
+}
+
+/* Decrypts @n bytes of received ciphertext and parses the plaintext. */
+void kd_user_tls_receive(struct kd_link *l, const uint8_t *p, size_t n)
+{
+	int ret;
+
+	ERR_clear_error();
+	if (BIO_write(l->rbio, p, n) != (int)n) {
+		kd_link_fail(l, -ENOMEM, "BIO_write of %zu ciphertext bytes failed", n);
+		return;
+	}
+	for (;;) {
+		ret = SSL_read(l->ssl, l->plain, KD_TLS_PLAIN_SIZE);
+		if (ret <= 0)
+			break;
+		if (kd_rx_parse(l, l->plain, ret) < 0)
+			return;
+	}
+	if (tls_result(l, ret, "SSL_read"))
+		return;
+	/* SSL_read may have produced handshake records, and a SSL_write
+	 * that waited for the peer's handshake messages can go on now. */
+	kd_sendq_flush(l);
+}
+
+static int ctbuf_reserve(struct kd_link *l, struct kd_ctbuf *ct, size_t more)
+{
+	size_t cap = ct->cap ? ct->cap : KD_TLS_BATCH + 64 * 1024;
+	uint8_t *data;
+
+	if (ct->len + more <= ct->cap)
+		return 0;
+	while (cap < ct->len + more)
+		cap *= 2;
+	data = realloc(ct->data, cap);
+	if (!data) {
+		kd_link_fail(l, -ENOMEM, "out of memory for %zu bytes of ciphertext",
+			     cap);
+		return -ENOMEM;
+	}
+	ct->data = data;
+	ct->cap = cap;
+	return 0;
+}
+
+/* Moves everything OpenSSL wrote into the buffer the next send takes. */
+static int drain_write_bio(struct kd_link *l)
+{
+	struct kd_ctbuf *ct = l->ct_fill;
+	size_t pending = BIO_ctrl_pending(l->wbio);
+	int got;
+
+	if (pending == 0)
+		return 0;
+	if (ctbuf_reserve(l, ct, pending) < 0)
+		return -ENOMEM;
+	got = BIO_read(l->wbio, ct->data + ct->len, pending);
+	if (got > 0)
+		ct->len += got;
+	return 0;
+}
+
+/*
+ * Encrypts queued packets into l->ct_fill, up to KD_TLS_BATCH bytes at a
+ * time. SSL_write returns SSL_ERROR_WANT_READ while a renegotiation waits
+ * for the peer; the chunk stays queued and the next receive retries it.
+ */
+int kd_user_tls_encrypt(struct kd_link *l)
+{
+	struct kd_chunk *c;
+	int ret;
+
+	while (l->ct_fill->len < KD_TLS_BATCH) {
+		c = l->tx_head ? l->tx_head : kd_sendq_take(l);
+		if (!c)
+			break;
+		ERR_clear_error();
+		ret = SSL_write(l->ssl, c->data + l->tx_off, c->len - l->tx_off);
+		if (ret <= 0) {
+			if (tls_result(l, ret, "SSL_write"))
+				return -EPROTO;
+			break;
+		}
+		kd_sendq_consumed(l, ret);
+		if (drain_write_bio(l) < 0)
+			return -ENOMEM;
+	}
+	return drain_write_bio(l);
+}
