@@ -140,6 +140,7 @@ static int sb_reserve(struct strbuf *sb, size_t more)
 	data = realloc(sb->data, cap);
 	if (!data)
 		return -ENOMEM;
+	data[sb->len] = '\0';
 	sb->data = data;
 	sb->cap = cap;
 	return 0;
@@ -1627,9 +1628,11 @@ static int encode_bignum(const struct kd_term *t, ei_x_buff *x)
 			       "%d digits, which kdist does not encode",
 			       t->u.text.bytes, KD_TERM_MAX_DIGITS);
 	for (i = 0; digits[i] && ret == 0; i++) {
-		if (!isdigit_ascii(digits[i]))
+		if (!isdigit_ascii(digits[i])) {
+			free(b.limb);
 			return kd_fail(EINVAL, "term: bignum text '%s' is not "
 				       "a decimal integer", t->u.text.bytes);
+		}
 		ret = bignat_mul_add(&b, 10, digits[i] - '0');
 	}
 	if (ret < 0)
