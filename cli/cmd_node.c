@@ -317,6 +317,54 @@ out:
 	return err;
 }
 
+static int compare_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Pings @o->count times; prints "pong" and, for more than one round
+ * trip, the median and 99th percentile. */
+static int ping_rounds(struct kdist_node *node, const char *peer,
+		       const struct cli_opts *o, char *why, size_t whylen)
+{
+	uint64_t *us = calloc(o->count, sizeof(*us));
+	int err = 0;
+
+	if (!us)
+		return -ENOMEM;
+	for (unsigned i = 0; i < o->count && !err; i++) {
+		uint64_t t0 = now_us();
+
+		err = ping_peer(node, peer, o->timeout_ms, why, whylen);
+		us[i] = now_us() - t0;
+	}
+	if (!err && o->count == 1)
+		printf("pong\n");
+	if (!err && o->count > 1) {
+		/* The first round trip includes the connection set-up. */
+		qsort(us + 1, o->count - 1, sizeof(*us), compare_u64);
+		printf("pong: %u round trips kdist -> %s -> kdist; first "
+		       "(with connection set-up) %llu us, then median %llu "
+		       "us, p99 %llu us\n",
+		       o->count, peer, (unsigned long long)us[0],
+		       (unsigned long long)us[1 + (o->count - 1) / 2],
+		       (unsigned long long)us[1 + (o->count - 1) * 99 / 100]);
+	}
+	fflush(stdout);
+	free(us);
+	return err;
+}
+
 static void ping_help(void)
 {
 	fputs("usage: kdist ping NODE [OPTIONS]\n"
@@ -351,11 +399,10 @@ int cmd_ping(int argc, char **argv)
 		printf("pang: %s\n", kdist_strerror());
 		return 1;
 	}
-	err = ping_peer(node, o.args[0], o.timeout_ms, why, sizeof(why));
+	err = ping_rounds(node, o.args[0], &o, why, sizeof(why));
 	if (err)
 		printf("pang: %s\n", why);
-	else
-		printf("pong\n");
+	kdist_node_stats(node, print_conn, NULL);
 	kdist_node_destroy(node);
 	return err ? 1 : 0;
 }
@@ -432,6 +479,7 @@ int cmd_send(int argc, char **argv)
 			fprintf(stderr, "kdist send: sent, but %s\n", err_text);
 	}
 	ei_x_free(&x);
+	kdist_node_stats(node, print_conn, NULL);
 	kdist_node_destroy(node);
 	return err ? 1 : 0;
 }

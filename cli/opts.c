@@ -107,6 +107,7 @@ int cli_parse(int argc, char **argv, struct cli_opts *o)
 	memset(o, 0, sizeof(*o));
 	kdist_config_init(&o->cfg);
 	o->timeout_ms = 7000;
+	o->count = 1;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -203,6 +204,12 @@ int cli_parse(int argc, char **argv, struct cli_opts *o)
 						   "needs milliseconds, got "
 						   "'%s'", val);
 			o->cfg.handshake_timeout_ms = (unsigned)v;
+		} else if (strcmp(a, "-count") == 0) {
+			if (parse_uint(val, 10000000, &v) || v == 0)
+				return usage_error(cmd, "-count needs a "
+						   "positive number, got '%s'",
+						   val);
+			o->count = (unsigned)v;
 		} else if (strcmp(a, "-timeout") == 0) {
 			if (parse_uint(val, 3600000, &v) || v == 0)
 				return usage_error(cmd, "-timeout needs "
@@ -255,6 +262,8 @@ void cli_print_common_help(void)
 	      "limit (default 7000)\n"
 	      "  -timeout MS              how long ping and send wait "
 	      "(default 7000)\n"
+	      "  -count N                 ping: round trips to time "
+	      "(default 1)\n"
 	      "  -v                       debug logging\n",
 	      stdout);
 }

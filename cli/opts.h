@@ -19,6 +19,7 @@ struct cli_opts {
 	const char *args[CLI_MAX_ARGS]; /* positional arguments */
 	size_t n_args;
 	unsigned timeout_ms;
+	unsigned count; /* ping round trips */
 	bool help;
 };
 

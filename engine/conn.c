@@ -177,8 +177,6 @@ static int control_register(struct kdist_node *node)
 			creation, node->creation);
 	if (!node->creation)
 		node->creation = creation;
-	kd_info("epmd: registered %s on port %u (creation %u)", node->alive,
-		node->port, creation);
 	return 0;
 }
 
@@ -564,13 +562,16 @@ static void peer_flush_queue(struct kd_peer *p, struct kd_session *s)
 {
 	while (p->q_head) {
 		struct kd_pending_msg *m = p->q_head;
-		struct iovec iov = { .iov_base = m->data, .iov_len = m->len };
-		int err = kd_link_send(s->link, &iov, 1, KD_SEND_FORCE);
+		int err = kd_session_send_raw(
+			s, m->data, m->ctrl_len,
+			m->msg_len ? m->data + m->ctrl_len : NULL, m->msg_len,
+			KD_SEND_FORCE);
 
 		if (err)
 			kd_err("conn %s: queued message of %zu bytes not sent: "
 			       "%s",
-			       p->name, m->len, strerror(-err));
+			       p->name, m->ctrl_len + m->msg_len,
+			       strerror(-err));
 		p->q_head = m->next;
 		free(m);
 	}

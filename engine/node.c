@@ -20,14 +20,6 @@
 #include "log.h"
 #include "node_int.h"
 
-uint64_t kd_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 void kdist_config_init(struct kdist_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
@@ -664,15 +656,41 @@ void kd_mailbox_drop_node(struct kdist_node *node, const char *peer)
 
 /* ---- sending ---- */
 
+/*
+ * Without DFLAG_FRAGMENTS (and without the atom cache, which kdist never
+ * offers) a packet is the pass-through form "p 131 Ctrl [131 Msg]". Once a
+ * peer accepts fragments, ERTS expects the distribution header form
+ * "131 68 0 Ctrl [Msg]": no atom cache references and no version bytes in
+ * front of the terms. Both are built from the same encoder output by
+ * skipping bytes, so the message is never copied here.
+ */
+int kd_session_send_raw(struct kd_session *s, const uint8_t *ctrl,
+			size_t ctrl_len, const uint8_t *msg, size_t msg_len,
+			unsigned flags)
+{
+	static const uint8_t dist_header[3] = { 131, 68, 0 };
+	struct iovec iov[3];
+	unsigned n = 0;
+
+	if (s->flags & DFLAG_FRAGMENTS) {
+		iov[n++] = (struct iovec){ (void *)dist_header, 3 };
+		iov[n++] = (struct iovec){ (void *)(ctrl + 2), ctrl_len - 2 };
+		if (msg)
+			iov[n++] = (struct iovec){ (void *)(msg + 1),
+						   msg_len - 1 };
+	} else {
+		iov[n++] = (struct iovec){ (void *)ctrl, ctrl_len };
+		if (msg)
+			iov[n++] = (struct iovec){ (void *)msg, msg_len };
+	}
+	return kd_link_send(s->link, iov, n, flags);
+}
+
 int kd_session_send(struct kd_session *s, const ei_x_buff *ctrl,
 		    const void *msg, size_t len, unsigned flags)
 {
-	struct iovec iov[2] = {
-		{ .iov_base = ctrl->buff, .iov_len = (size_t)ctrl->index },
-		{ .iov_base = (void *)msg, .iov_len = len },
-	};
-
-	return kd_link_send(s->link, iov, msg ? 2 : 1, flags);
+	return kd_session_send_raw(s, (const uint8_t *)ctrl->buff,
+				   (size_t)ctrl->index, msg, len, flags);
 }
 
 static int peer_queue(struct kd_peer *p, size_t limit, const ei_x_buff *ctrl,
@@ -687,7 +705,8 @@ static int peer_queue(struct kd_peer *p, size_t limit, const ei_x_buff *ctrl,
 	if (!m)
 		return -ENOMEM;
 	m->next = NULL;
-	m->len = total;
+	m->ctrl_len = (size_t)ctrl->index;
+	m->msg_len = msg ? len : 0;
 	memcpy(m->data, ctrl->buff, (size_t)ctrl->index);
 	if (len)
 		memcpy(m->data + ctrl->index, msg, len);

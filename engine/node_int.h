@@ -56,8 +56,9 @@ struct kdist_mailbox {
 /* A message waiting for its node's connection to come up. */
 struct kd_pending_msg {
 	struct kd_pending_msg *next;
-	size_t len;
-	uint8_t data[]; /* whole packet payload: control then message */
+	size_t ctrl_len; /* "p 131 Ctrl", as the encoders write it */
+	size_t msg_len;	 /* "131 Msg", or 0 */
+	uint8_t data[];	 /* control, then message */
 };
 
 /*
@@ -214,6 +215,11 @@ int kd_node_send_packet(struct kdist_node *node, const char *peer,
 			unsigned flags);
 int kd_session_send(struct kd_session *s, const ei_x_buff *ctrl,
 		    const void *msg, size_t len, unsigned flags);
+/* Sends @ctrl ("p 131 Ctrl" as the encoders write it) and @msg ("131
+ * Msg" or NULL) in the packet form the session negotiated. */
+int kd_session_send_raw(struct kd_session *s, const uint8_t *ctrl,
+			size_t ctrl_len, const uint8_t *msg, size_t msg_len,
+			unsigned flags);
 void kd_mailbox_drop_node(struct kdist_node *node, const char *peer);
 
 /* conn.c */
@@ -225,6 +231,7 @@ extern const struct kd_link_callbacks kd_session_callbacks;
 void kd_session_free(struct kd_session *s);
 int kd_net_kernel_open(struct kdist_node *node);
 
+/* CLOCK_MONOTONIC in nanoseconds; defined by the data loop. */
 uint64_t kd_now_ns(void);
 
 #endif
