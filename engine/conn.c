@@ -333,6 +333,13 @@ static int hsconn_choose_path(struct kd_hsconn *c)
 
 	if (!kd_ktls_choose(&node->ktls_caps, node->cfg.ktls, c->ssl,
 			    c->path_reason, sizeof(c->path_reason))) {
+		if (node->cfg.ktls == KDIST_KTLS_ON) {
+			hsconn_fail(c, -EOPNOTSUPP,
+				    "kernel TLS required (ktls=on) but not "
+				    "possible: %s; use -ktls auto",
+				    c->path_reason);
+			return -EOPNOTSUPP;
+		}
 		c->path = KD_PATH_USER_TLS;
 		return 0;
 	}
