@@ -106,9 +106,9 @@ static void wake_thread(struct kd_thread *t)
 }
 
 /*
- * Hands @op to the link's data thread. A link sits in a command queue at
- * most once: only the caller that finds no op pending queues it, so
- * repeated sends cost one wake-up per batch the thread takes.
+ * Hands @op to the link's data thread. Only the caller that finds no op
+ * pending queues the link, so a link is queued at most once and a burst
+ * of sends costs one eventfd write.
  */
 void kd_link_schedule(struct kd_link *l, unsigned op)
 {
@@ -382,6 +382,34 @@ err_exit_ring:
 	return ret;
 }
 
+/*
+ * Empties the command queues once the ring is gone. Only an attach that
+ * raced with kd_loop_destroy() can be left; it gets its closed callback.
+ */
+static void thread_drop_commands(struct kd_thread *t)
+{
+	struct kd_link *l, *next;
+
+	pthread_mutex_lock(&t->cmd_lock);
+	l = t->cmd_head;
+	t->cmd_head = t->cmd_tail = NULL;
+	pthread_mutex_unlock(&t->cmd_lock);
+	for (; l; l = next) {
+		next = l->cmd_next;
+		if ((atomic_exchange(&l->ops, 0) & KD_OP_ATTACH) && !l->attached) {
+			l->attached = true;
+			l->dead = true;
+			l->err = -ESHUTDOWN;
+			snprintf(l->reason, sizeof(l->reason),
+				 "data loop is shutting down");
+			list_add(&t->links, l);
+			link_finish(l);
+		}
+		kd_link_release(l);
+	}
+	t->ready = NULL;
+}
+
 static void thread_teardown(struct kd_thread *t)
 {
 	struct kd_link *l;
@@ -394,8 +422,7 @@ static void thread_teardown(struct kd_thread *t)
 		list_del(&t->zombies, l);
 		kd_link_release(l);
 	}
-	thread_run_commands(t);
-	thread_run_ready(t);
+	thread_drop_commands(t);
 }
 
 static void *thread_main(void *arg)

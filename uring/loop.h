@@ -57,8 +57,8 @@ struct kd_link_params {
 	 * before anything new. Copied. */
 	const uint8_t *pending;
 	size_t pending_len;
-	uint32_t max_packet;
-	size_t send_queue_limit;
+	uint32_t max_packet;	 /* 0: 64 MiB */
+	size_t send_queue_limit; /* queued bytes before -EAGAIN; 0: 8 MiB */
 	const char *peer; /* for log lines */
 	struct kd_link_callbacks cb;
 	void *user;
@@ -78,7 +78,9 @@ int kd_loop_create(unsigned nthreads, struct kd_loop **out);
 void kd_loop_destroy(struct kd_loop *loop);
 
 /* Hands an established connection to the least loaded thread. On success
- * the link holds one reference for the caller. */
+ * the link holds one reference for the caller; on failure the caller keeps
+ * the fd, the SSL and the ktls state. USER_TLS needs a finished handshake
+ * with nothing buffered inside OpenSSL (no read-ahead). */
 int kd_loop_attach(struct kd_loop *loop, const struct kd_link_params *p,
 		   struct kd_link **out);
 

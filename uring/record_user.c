@@ -5,7 +5,7 @@
  * decrypts what arrives (BIO_write, then SSL_read) and encrypts the send
  * queue (SSL_write, then the write BIO is drained into a ciphertext
  * buffer). Renegotiation (TLS 1.2) and KeyUpdate (TLS 1.3) from the peer
- * happen inside SSL_read and SSL_write; the records they produce leave
+ * happen inside SSL_read and SSL_write. The records they produce leave
  * through the same write BIO, in order with application data.
  */
 #include "loop_int.h"

@@ -259,7 +259,11 @@ static void recv_error(struct kd_link *l, int res)
 	kd_link_fail(l, res, "receive failed: %s", strerror(-res));
 }
 
-/* Passes a kernel TLS record that is not application data to ktls. */
+/*
+ * Passes a kernel TLS record that is not application data to ktls.
+ * NOTE: this path has not run on a kernel with the tls module; the unit
+ * tests cover the plain and user-space TLS paths only.
+ */
 static void ktls_control_record(struct kd_link *l, uint8_t type,
 				const uint8_t *data, size_t len)
 {

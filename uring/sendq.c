@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * Send side. kd_link_send() copies each packet into the link's queue of
- * chunks under a per-link mutex; the data thread takes the whole queue at
- * once and writes it with one SENDMSG over many chunks (plaintext paths)
- * or encrypts it into a ciphertext buffer (user-space TLS). One send per
+ * chunks under a per-link mutex. The data thread takes the whole queue at
+ * once. It writes the chunks with one SENDMSG (plaintext paths) or
+ * encrypts them into a ciphertext buffer (user-space TLS). One send per
  * link is in flight at a time, which keeps the stream in order.
  */
 #include "loop_int.h"

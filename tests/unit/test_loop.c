@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Data loop tests over real loopback TCP connections: packet framing both
- * ways, random read boundaries, length limits, peers that close or reset,
- * backpressure, closing from other threads, and the user-space TLS record
- * path on TLS 1.2 and 1.3 (renegotiation, KeyUpdate, tampering,
- * close_notify). The kernel TLS path needs the kernel's tls module and is
- * not exercised here.
+ * Data loop tests over real loopback TCP connections. They cover packet
+ * framing both ways, random read boundaries, length limits, peers that
+ * close or reset, backpressure and closing from other threads. The
+ * user-space TLS path runs on TLS 1.2 and 1.3 with renegotiation,
+ * KeyUpdate, a tampered record and close_notify. The kernel TLS path
+ * needs the kernel's tls module and is not exercised here.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -687,7 +687,7 @@ static void test_attach_bad_params(void **state)
 	assert_null(link);
 }
 
-/* User-space TLS: the loop holds the client end, the test the server. */
+/* User-space TLS: the loop runs the client end, the test the server. */
 struct tls_variant {
 	int version;
 };
