@@ -61,6 +61,14 @@ static void sink_init(struct sink *s)
 	pthread_cond_init(&s->cond, NULL);
 }
 
+static void sink_expect(struct sink *s, const uint32_t *lens, unsigned n)
+{
+	pthread_mutex_lock(&s->lock);
+	s->lens = lens;
+	s->nlens = n;
+	pthread_mutex_unlock(&s->lock);
+}
+
 static void sink_destroy(struct sink *s)
 {
 	pthread_mutex_destroy(&s->lock);
@@ -302,12 +310,10 @@ static void test_plain_both_ways(void **state)
 	sink_init(&a);
 	sink_init(&b);
 	tcp_pair(fds);
+	sink_expect(&b, lens_ab, N);
+	sink_expect(&a, lens_ba, N);
 	la = attach(fds[0], KD_PATH_PLAIN, NULL, &a, 2 << 20, 0);
 	lb = attach(fds[1], KD_PATH_PLAIN, NULL, &b, 2 << 20, 0);
-	b.lens = lens_ab;
-	b.nlens = N;
-	a.lens = lens_ba;
-	a.nlens = N;
 
 	sa = (struct sender){ la, lens_ab, N };
 	sb = (struct sender){ lb, lens_ba, N };
@@ -843,8 +849,7 @@ static void test_tls_echo(void **state)
 	unsigned i;
 
 	tls_open(&fx, v->version);
-	fx.s.lens = lens;
-	fx.s.nlens = N;
+	sink_expect(&fx.s, lens, N);
 	for (i = 0; i < N; i++)
 		ssl_write_packet(fx.server, lens[i], i);
 	ssl_read_echoes(fx.server, lens, 0, N);
@@ -863,8 +868,7 @@ static void test_tls_renegotiation(void **state)
 	unsigned i;
 
 	tls_open(&fx, TLS1_2_VERSION);
-	fx.s.lens = lens;
-	fx.s.nlens = N;
+	sink_expect(&fx.s, lens, N);
 	for (i = 0; i < N / 2; i++)
 		ssl_write_packet(fx.server, lens[i], i);
 	ssl_read_echoes(fx.server, lens, 0, N / 2);
@@ -891,8 +895,7 @@ static void test_tls_key_update(void **state)
 	unsigned i;
 
 	tls_open(&fx, TLS1_3_VERSION);
-	fx.s.lens = lens;
-	fx.s.nlens = N;
+	sink_expect(&fx.s, lens, N);
 	for (i = 0; i < N / 2; i++)
 		ssl_write_packet(fx.server, lens[i], i);
 	ssl_read_echoes(fx.server, lens, 0, N / 2);
