@@ -1154,7 +1154,10 @@ static const char *ssl_reason(char *buf, size_t cap)
 	while ((e = ERR_get_error()))
 		if (!first)
 			first = e;
-	reason = first ? ERR_reason_error_string(first) : NULL;
+	if (first && ERR_SYSTEM_ERROR(first))
+		reason = strerror(ERR_GET_REASON(first));
+	else
+		reason = first ? ERR_reason_error_string(first) : NULL;
 	snprintf(buf, cap, "%s", reason ? reason : "unknown OpenSSL error");
 	return buf;
 }
@@ -1275,6 +1278,7 @@ static int ctx_load_keys(SSL_CTX *ctx, struct role_opts *r,
 			 const struct opt_src *src)
 {
 	const char *keyfile = r->keyfile ? r->keyfile : r->certfile;
+	bool mismatch;
 	char reason[128];
 	int ret = 0;
 
@@ -1293,12 +1297,21 @@ static int ctx_load_keys(SSL_CTX *ctx, struct role_opts *r,
 
 	SSL_CTX_set_default_passwd_cb(ctx, pass_phrase_cb);
 	SSL_CTX_set_default_passwd_cb_userdata(ctx, r->password);
-	if (!SSL_CTX_use_PrivateKey_file(ctx, keyfile, SSL_FILETYPE_PEM))
-		ret = opt_error(src, EINVAL, "%s: keyfile %s: %s%s", r->name,
-				keyfile, ssl_reason(reason, sizeof(reason)),
-				r->password ? "" : " (if the key is "
-				"encrypted, set {password, ...})");
-	else if (!SSL_CTX_check_private_key(ctx))
+	if (!SSL_CTX_use_PrivateKey_file(ctx, keyfile, SSL_FILETYPE_PEM)) {
+		mismatch = ERR_GET_REASON(ERR_peek_error()) ==
+			   X509_R_KEY_VALUES_MISMATCH;
+		if (mismatch)
+			ret = opt_error(src, EINVAL, "%s: keyfile %s does not "
+					"match certfile %s: %s", r->name,
+					keyfile, r->certfile,
+					ssl_reason(reason, sizeof(reason)));
+		else
+			ret = opt_error(src, EINVAL, "%s: keyfile %s: %s%s",
+					r->name, keyfile,
+					ssl_reason(reason, sizeof(reason)),
+					r->password ? "" : " (if the key is "
+					"encrypted, set {password, ...})");
+	} else if (!SSL_CTX_check_private_key(ctx))
 		ret = opt_error(src, EINVAL, "%s: keyfile %s does not match "
 				"certfile %s: %s", r->name, keyfile,
 				r->certfile,
