@@ -1608,8 +1608,8 @@ int kd_term_parse(const char *text, size_t len, struct kd_term **out,
 
 /* Encoding to external term format. */
 
-/* Integers outside int64 as INTEGER_EXT's big siblings: ulonglong up to
- * 2^64 - 1, SMALL_BIG_EXT or LARGE_BIG_EXT above. */
+/* Encodes an integer outside int64: with ei_x_encode_ulonglong up to
+ * 2^64 - 1, else as SMALL_BIG_EXT or LARGE_BIG_EXT. */
 static int encode_bignum(const struct kd_term *t, ei_x_buff *x)
 {
 	const char *digits = t->u.text.bytes;
