@@ -77,7 +77,7 @@ test-vm: all
 
 demo: deps
 	$(MAKE) all
-	tests/demo
+	demo/run
 
 bench: deps
 	$(MAKE) all
