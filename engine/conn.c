@@ -536,7 +536,8 @@ static void hsconn_start_dist(struct kd_hsconn *c)
 
 	c->phase = KD_HC_DIST;
 	if (kd_hs_init(&c->hs, &p) != 0) {
-		hsconn_fail(c, -EINVAL, "handshake set-up failed");
+		hsconn_fail(c, -EINVAL, "handshake set-up failed: %s",
+			    c->hs.error);
 		return;
 	}
 	c->hs_started = true;

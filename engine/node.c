@@ -768,48 +768,67 @@ int kd_node_send_packet(struct kdist_node *node, const char *peer,
 	return 0;
 }
 
-int kdist_send_pid(struct kdist_mailbox *from, const struct kdist_pid *to,
-		   const void *payload, size_t len)
+/* A per-thread buffer for control messages, so sending allocates nothing
+ * once the buffer has grown to fit. */
+static ei_x_buff *ctrl_buffer(void)
 {
-	erlang_pid epid;
-	ei_x_buff x;
-	int err;
+	static __thread ei_x_buff x;
+	static __thread bool ready;
 
+	if (!ready) {
+		if (ei_x_new(&x) != 0)
+			return NULL;
+		ready = true;
+	}
+	x.index = 0;
+	return &x;
+}
+
+static int check_payload(const void *payload, size_t len)
+{
 	if (!payload || len < 2 || ((const uint8_t *)payload)[0] != 131)
 		return kd_fail(EINVAL, "send: payload must be external term "
 				       "format starting with version byte "
 				       "131");
-	kd_pid_from_public(to, &epid);
-	if (ei_x_new(&x) != 0)
+	return 0;
+}
+
+int kdist_send_pid(struct kdist_mailbox *from, const struct kdist_pid *to,
+		   const void *payload, size_t len)
+{
+	ei_x_buff *x = ctrl_buffer();
+	erlang_pid epid;
+	int err;
+
+	err = check_payload(payload, len);
+	if (err)
+		return err;
+	if (!x)
 		return -ENOMEM;
-	err = kd_ctrl_encode_send_sender(&x, &from->epid, &epid);
-	if (!err)
-		err = kd_node_send_packet(from->node, to->node, &x, payload,
-					  len, 0);
-	ei_x_free(&x);
-	return err;
+	kd_pid_from_public(to, &epid);
+	err = kd_ctrl_encode_send_sender(x, &from->epid, &epid);
+	if (err)
+		return err;
+	return kd_node_send_packet(from->node, to->node, x, payload, len, 0);
 }
 
 int kdist_send_name(struct kdist_mailbox *from, const char *node,
 		    const char *name, const void *payload, size_t len)
 {
-	ei_x_buff x;
+	ei_x_buff *x = ctrl_buffer();
 	int err;
 
-	if (!payload || len < 2 || ((const uint8_t *)payload)[0] != 131)
-		return kd_fail(EINVAL, "send: payload must be external term "
-				       "format starting with version byte "
-				       "131");
+	err = check_payload(payload, len);
+	if (err)
+		return err;
 	if (!name || !*name || strlen(name) > KDIST_MAX_ATOM)
 		return kd_fail(EINVAL, "send: invalid registered name");
-	if (ei_x_new(&x) != 0)
+	if (!x)
 		return -ENOMEM;
-	err = kd_ctrl_encode_reg_send(&x, &from->epid, name);
-	if (!err)
-		err = kd_node_send_packet(from->node, node, &x, payload, len,
-					  0);
-	ei_x_free(&x);
-	return err;
+	err = kd_ctrl_encode_reg_send(x, &from->epid, name);
+	if (err)
+		return err;
+	return kd_node_send_packet(from->node, node, x, payload, len, 0);
 }
 
 int kdist_connect(struct kdist_node *node, const char *peer,
