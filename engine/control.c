@@ -82,6 +82,7 @@ enum etf_shape {
 	SHAPE_REF, /* Len:16, node atom, @fixed creation bytes, Len words */
 	SHAPE_SEQ, /* count field; count * @mult + @fixed nested terms */
 	SHAPE_NEW_FUN, /* Size:32 covers the whole fun */
+	SHAPE_FLOAT_TEXT, /* 31 bytes of text, NUL-terminated */
 };
 
 struct etf_tag {
@@ -101,7 +102,7 @@ static const struct etf_tag etf_tags[256] = {
 	[ERL_NEWER_REFERENCE_EXT] = { SHAPE_REF, 0, 4, 0, 0, "a reference" },
 	[ERL_SMALL_INTEGER_EXT] = { SHAPE_FIXED, 0, 1, 0, 0, "an integer" },
 	[ERL_INTEGER_EXT] = { SHAPE_FIXED, 0, 4, 0, 0, "an integer" },
-	[ERL_FLOAT_EXT] = { SHAPE_FIXED, 0, 31, 0, 0, "a float" },
+	[ERL_FLOAT_EXT] = { SHAPE_FLOAT_TEXT, 0, 31, 0, 0, "a float" },
 	[ERL_ATOM_EXT] = { SHAPE_BYTES, 2, 0, 0, 255, "an atom" },
 	[ERL_REFERENCE_EXT] = { SHAPE_NODE, 0, 5, 0, 0, "a reference" },
 	[ERL_PORT_EXT] = { SHAPE_NODE, 0, 5, 0, 0, "a port" },
@@ -251,6 +252,22 @@ static int walk_new_fun(struct etf_walk *w, struct etf_frame *child)
 	return 0;
 }
 
+/* The old FLOAT_EXT is printf text; ei parses it with sscanf(), which
+ * reads past the 31 bytes unless a NUL ends the text inside them. */
+static int walk_float_text(struct etf_walk *w, const struct etf_tag *d)
+{
+	int ret = walk_need(w, d->fixed);
+
+	if (ret)
+		return ret;
+	if (!memchr(w->buf + w->pos, 0, d->fixed))
+		return fail(w->err, w->errlen, -EPROTO,
+			    "FLOAT_EXT at offset %zu has no NUL within its %u bytes",
+			    w->pos - 1, d->fixed);
+	w->pos += d->fixed;
+	return 0;
+}
+
 /* Reads the fixed part of one term; *@child receives what nests in it. */
 static int walk_term_head(struct etf_walk *w, struct etf_frame *child)
 {
@@ -283,6 +300,8 @@ static int walk_term_head(struct etf_walk *w, struct etf_frame *child)
 		return ret;
 	case SHAPE_REF:
 		return walk_ref(w, d);
+	case SHAPE_FLOAT_TEXT:
+		return walk_float_text(w, d);
 	case SHAPE_SEQ:
 		ret = walk_uint(w, d->size_len, &count);
 		if (ret)

@@ -73,7 +73,7 @@ struct kd_ctrl {
 	/* Monitor refs, SPAWN_REQUEST and SPAWN_REPLY ReqId, the alias of
 	 * ALIAS_SEND and of ALTACT_SIG_SEND with KD_ALTACT_FLG_ALIAS. */
 	bool has_ref;
-	erlang_ref ref; /* monitors, SPAWN_REQUEST ReqId */
+	erlang_ref ref;
 	uint64_t unlink_id;
 	/* SPAWN_REPLY Flags or ALTACT_SIG_SEND Flags (KD_ALTACT_FLG_*). */
 	uint64_t flags;
@@ -111,7 +111,8 @@ struct kd_ctrl {
  * so that ei_decode_*() and ei_skip_term() on the term cannot read past
  * it. Nesting that is not in tail position is limited to
  * KD_ETF_MAX_DEPTH levels. Rejects atom cache references (kdist never
- * negotiates the atom cache), compressed terms and LOCAL_EXT. Returns 0
+ * negotiates the atom cache), compressed terms, LOCAL_EXT, and FLOAT_EXT
+ * text without a NUL (ei parses it with sscanf()). Returns 0
  * with the term's size in *@term_len, or -EPROTO.
  */
 #define KD_ETF_MAX_DEPTH 1024
@@ -132,8 +133,9 @@ int kd_ctrl_decode(const uint8_t *pkt, size_t len, struct kd_ctrl *c,
  * continuations), keyed by sequence id, for several senders interleaved.
  * One table per connection, used only by the thread that reads it. After
  * any error the connection is broken and should be closed, although the
- * table stays consistent (the sequence in error is dropped). Memory held
- * is at most KD_FRAG_MAX_SEQUENCES times max_message_bytes.
+ * table stays consistent (the sequence in error is dropped). The buffers
+ * of open sequences take at most KD_FRAG_MAX_SEQUENCES times
+ * (max_message_bytes + 3) bytes.
  */
 #define KD_FRAG_MAX_SEQUENCES 1024
 struct kd_frag_table;
@@ -146,12 +148,13 @@ void kd_frag_table_free(struct kd_frag_table *t);
 /*
  * Feeds one packet that starts with 131 69 or 131 70. Returns 1 when a
  * message is complete, with *@out (malloc'ed, caller frees) holding an
- * equivalent unfragmented packet for kd_ctrl_decode(); 0 when more
- * fragments are needed; a negative errno with @err for a fragment that
- * does not fit a sequence or exceeds the size limit: -EPROTO (unknown
- * sequence, FragId out of order, a sequence started twice, atom cache
- * references), -EMSGSIZE (over max_message_bytes), -EMLINK (more than
- * KD_FRAG_MAX_SEQUENCES open sequences) or -ENOMEM.
+ * equivalent unfragmented packet for kd_ctrl_decode(). Returns 0 when
+ * more fragments are needed. Otherwise returns a negative errno with a
+ * sentence in @err: -EPROTO for an unknown sequence, a FragId out of
+ * order, a sequence started twice or atom cache references; -EMSGSIZE
+ * for a message over max_message_bytes; -EMLINK beyond
+ * KD_FRAG_MAX_SEQUENCES open sequences; -ENOMEM; -EINVAL for a NULL
+ * argument.
  */
 int kd_frag_input(struct kd_frag_table *t, const uint8_t *pkt, size_t len,
 		  uint8_t **out, size_t *out_len, char *err, size_t errlen);
@@ -193,8 +196,9 @@ size_t kd_frag_count(size_t ctrl_len, size_t msg_len, size_t frag_size);
 /*
  * Fills @frags, which must have exactly kd_frag_count() entries, for a
  * control term of @ctrl_len and a message term of @msg_len bytes cut
- * into slices of at most @frag_size term bytes (the first fragment holds
- * the control term and max(@frag_size - @ctrl_len, 0) message bytes).
+ * into slices of at most @frag_size term bytes. The first fragment
+ * carries the control term and max(@frag_size - @ctrl_len, 0) message
+ * bytes.
  * Returns 0, -EINVAL for a wrong @nfrags or a zero size, or -EMSGSIZE
  * when a fragment would not fit a 32-bit length prefix.
  */
@@ -206,7 +210,7 @@ int kd_frag_encode_headers(struct kd_frag_hdr *frags, size_t nfrags,
  * Encoders. Each appends "p 131 Ctrl" (pass-through, no message) to @x;
  * the caller sends the message term, with its own 131, after it. They
  * return 0, -ENOMEM, or -EINVAL for an atom or node name that is not
- * UTF-8 of at most 255 characters; on error @x is left as it was.
+ * UTF-8 of at most 255 characters. On error @x is left as it was.
  */
 int kd_ctrl_encode_send(ei_x_buff *x, const erlang_pid *to);
 int kd_ctrl_encode_send_sender(ei_x_buff *x, const erlang_pid *from,

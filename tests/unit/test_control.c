@@ -769,7 +769,7 @@ static void test_etf_validate_tail_chain(void **state)
 
 struct bad_term {
 	const char *name;
-	uint8_t bytes[24];
+	uint8_t bytes[40];
 	size_t len;
 };
 
@@ -797,6 +797,11 @@ static const struct bad_term bad_terms[] = {
 	{ "compressed", { 80, 0, 0, 0, 1, 0x78 }, 6 },
 	{ "local ext", { 121, 0, 0 }, 3 },
 	{ "unknown tag", { 255 }, 1 },
+	{ "float text without NUL",
+	  { ERL_FLOAT_EXT, '1', '1', '1', '1', '1', '1', '1', '1', '1', '1',
+	    '1', '1', '1', '1', '1', '1', '1', '1', '1', '1', '1', '1', '1',
+	    '1', '1', '1', '1', '1', '1', '1', '1' },
+	  32 },
 	{ "fun size too small", { ERL_NEW_FUN_EXT, 0, 0, 0, 4 }, 5 },
 	{ "fun size past end", { ERL_NEW_FUN_EXT, 0xff, 0xff, 0xff, 0xff },
 	  5 },
@@ -815,6 +820,23 @@ static void test_etf_validate_adversarial(void **state)
 		      b->name);
 		free(copy);
 	}
+}
+
+/* The old FLOAT_EXT text as term_to_binary(1.5, [{minor_version, 0}])
+ * writes it: "%.20e", NUL-padded to 31 bytes. */
+static void test_etf_validate_float_text(void **state)
+{
+	uint8_t term[32] = { ERL_FLOAT_EXT };
+	size_t term_len;
+	double value;
+	int idx = 0;
+
+	snprintf((char *)term + 1, 31, "%.20e", 1.5);
+	assert_int_equal(kd_etf_validate(term, sizeof(term), &term_len), 0);
+	assert_int_equal(term_len, 32);
+	assert_int_equal(ei_decode_double((const char *)term, &idx, &value),
+			 0);
+	assert_true(value == 1.5);
 }
 
 /* NEW_FUN_EXT whose Size field disagrees with its contents. */
@@ -1412,6 +1434,7 @@ int main(void)
 		cmocka_unit_test(test_etf_validate_depth),
 		cmocka_unit_test(test_etf_validate_tail_chain),
 		cmocka_unit_test(test_etf_validate_adversarial),
+		cmocka_unit_test(test_etf_validate_float_text),
 		cmocka_unit_test(test_etf_validate_fun_size),
 		cmocka_unit_test(test_frag_in_order),
 		cmocka_unit_test(test_frag_single),
