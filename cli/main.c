@@ -15,6 +15,7 @@ static const struct {
 	{ "send", cmd_send, "send a term to a registered name on a node" },
 	{ "names", cmd_names, "list the names EPMD has registered" },
 	{ "epmd", cmd_epmd, "run kdist's own EPMD in the foreground" },
+	{ "bench", cmd_bench, "measure distribution throughput and latency" },
 };
 
 static void usage(FILE *out)
