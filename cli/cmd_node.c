@@ -24,15 +24,85 @@
 #include "opts.h"
 #include "term.h"
 
+/*
+ * Replies the echo service could not send because the connection's queue
+ * was full. They go out, in order, from the writable callback; a peer that
+ * never drains its connection makes the backlog hit ECHO_BACKLOG_MAX, and
+ * further replies are dropped and counted.
+ */
+#define ECHO_BACKLOG_MAX (512u * 1024 * 1024)
+
+struct echo_reply {
+	struct echo_reply *next;
+	struct kdist_pid to;
+	size_t len;
+	char data[];
+};
+
+struct echo {
+	struct kdist_mailbox *mbox;
+	pthread_mutex_t lock;
+	struct echo_reply *head, *tail;
+	size_t bytes;
+	uint64_t dropped;
+};
+
+/* Sends what waits; echo->lock held. */
+static void echo_flush(struct echo *e)
+{
+	while (e->head) {
+		struct echo_reply *r = e->head;
+		int err = kdist_send_pid(e->mbox, &r->to, r->data, r->len);
+
+		if (err == -EAGAIN)
+			return;
+		if (err)
+			fprintf(stderr, "kdist: echo: reply to %s failed: %s\n",
+				r->to.node, kdist_strerror());
+		e->head = r->next;
+		if (!e->head)
+			e->tail = NULL;
+		e->bytes -= r->len;
+		free(r);
+	}
+}
+
+static void echo_defer(struct echo *e, const struct kdist_pid *to,
+		       const char *data, size_t len)
+{
+	struct echo_reply *r;
+
+	if (e->bytes + len > ECHO_BACKLOG_MAX ||
+	    !(r = malloc(sizeof(*r) + len))) {
+		if (e->dropped++ == 0)
+			fprintf(stderr, "kdist: echo: backlog full (%zu bytes), "
+				"dropping replies; counting further ones\n",
+				e->bytes);
+		return;
+	}
+	r->next = NULL;
+	r->to = *to;
+	r->len = len;
+	memcpy(r->data, data, len);
+	if (e->tail)
+		e->tail->next = r;
+	else
+		e->head = r;
+	e->tail = r;
+	e->bytes += len;
+}
+
 static void echo_receive(void *user, struct kdist_mailbox *mbox,
 			 const struct kdist_pid *from, const void *payload,
 			 size_t len)
 {
+	struct echo *e = user;
 	const char *buf = payload;
 	int idx = 0, version, arity, start;
 	erlang_pid to;
 	struct kdist_pid dest;
 	ei_x_buff x;
+	int err;
 
 	if (ei_decode_version(buf, &idx, &version) ||
 	    ei_decode_tuple_header(buf, &idx, &arity) || arity != 2 ||
@@ -48,10 +118,26 @@ static void echo_receive(void *user, struct kdist_mailbox *mbox,
 	dest.id = to.num;
 	dest.serial = to.serial;
 	dest.creation = to.creation;
-	if (kdist_send_pid(mbox, &dest, x.buff, (size_t)x.index) < 0)
+
+	pthread_mutex_lock(&e->lock);
+	err = e->head ? -EAGAIN
+		      : kdist_send_pid(mbox, &dest, x.buff, (size_t)x.index);
+	if (err == -EAGAIN)
+		echo_defer(e, &dest, x.buff, (size_t)x.index);
+	else if (err)
 		fprintf(stderr, "kdist: echo: reply to %s failed: %s\n",
 			to.node, kdist_strerror());
+	pthread_mutex_unlock(&e->lock);
 	ei_x_free(&x);
+}
+
+static void echo_writable(void *user, const char *peer)
+{
+	struct echo *e = user;
+
+	pthread_mutex_lock(&e->lock);
+	echo_flush(e);
+	pthread_mutex_unlock(&e->lock);
 }
 
 struct sink {
@@ -152,7 +238,8 @@ static void block_signals(sigset_t *set)
 
 int cmd_node(int argc, char **argv)
 {
-	struct kdist_mailbox *echo, *sink_mbox;
+	struct kdist_mailbox *sink_mbox;
+	struct echo echo = { .lock = PTHREAD_MUTEX_INITIALIZER };
 	struct sink sink = { 0 };
 	struct cli_opts o;
 	struct kdist_node *node;
@@ -177,7 +264,8 @@ int cmd_node(int argc, char **argv)
 	if (!node)
 		return 1;
 	kdist_set_node_monitor(node, node_up, node_down, NULL);
-	if (kdist_mailbox_open(node, "echo", echo_receive, NULL, &echo) ||
+	kdist_set_writable_fn(node, echo_writable, &echo);
+	if (kdist_mailbox_open(node, "echo", echo_receive, &echo, &echo.mbox) ||
 	    kdist_mailbox_open(node, "sink", sink_receive, &sink,
 			       &sink_mbox)) {
 		fprintf(stderr, "kdist: %s\n", kdist_strerror());

@@ -187,6 +187,12 @@ int cli_parse(int argc, char **argv, struct cli_opts *o)
 						   "bytes, at least 1024, got "
 						   "'%s'", val);
 			o->cfg.max_packet = (uint32_t)v;
+		} else if (strcmp(a, "-max_message") == 0) {
+			if (parse_uint(val, 1UL << 40, &v) || v < 65536)
+				return usage_error(cmd, "-max_message needs "
+						   "bytes, at least 65536, got "
+						   "'%s'", val);
+			o->cfg.max_message = v;
 		} else if (strcmp(a, "-send_queue") == 0) {
 			if (parse_uint(val, 1UL << 40, &v) || v < 65536)
 				return usage_error(cmd, "-send_queue needs "
@@ -254,6 +260,9 @@ void cli_print_common_help(void)
 	      "localhost)\n"
 	      "  -max_packet BYTES        largest packet accepted (default "
 	      "67108864)\n"
+	      "  -max_message BYTES       largest message reassembled from "
+	      "fragments (default\n"
+	      "                           1073741824)\n"
 	      "  -send_queue BYTES        per-connection send queue limit "
 	      "(default 8388608)\n"
 	      "  -data_threads N          io_uring data threads (default "

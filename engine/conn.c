@@ -571,7 +571,7 @@ static void peer_flush_queue(struct kd_peer *p, struct kd_session *s)
 	while (p->q_head) {
 		struct kd_pending_msg *m = p->q_head;
 		int err = kd_session_send_raw(
-			s, m->data, m->ctrl_len,
+			s, m->sender, m->data, m->ctrl_len,
 			m->msg_len ? m->data + m->ctrl_len : NULL, m->msg_len,
 			KD_SEND_FORCE);
 
@@ -595,7 +595,8 @@ static void hsconn_finish(struct kd_hsconn *c)
 	struct kd_session *s;
 	struct kd_peer *p;
 	kdist_nodeup_fn up;
-	void *up_user;
+	kdist_writable_fn writable = NULL;
+	void *up_user, *writable_user = NULL;
 	int err;
 
 	snprintf(c->peer, sizeof(c->peer), "%s", c->hs.peer_node);
@@ -609,7 +610,8 @@ static void hsconn_finish(struct kd_hsconn *c)
 	s->flags = kd_hs_negotiated_flags(&c->hs);
 	s->peer_creation = c->hs.peer_creation;
 	s->initiator = c->initiator;
-	s->frags = kd_frag_table_new(node->cfg.max_packet);
+	s->frags = kd_frag_table_new(node->cfg.max_message);
+	pthread_mutex_init(&s->bulk_lock, NULL);
 	session_fill_tls(s, c);
 	kd_hs_wipe(&c->hs);
 
@@ -646,6 +648,11 @@ static void hsconn_finish(struct kd_hsconn *c)
 	p->outgoing = NULL;
 	p->last_error = 0;
 	peer_flush_queue(p, s);
+	if (p->q_blocked) {
+		p->q_blocked = false;
+		writable = node->writable_fn;
+		writable_user = node->writable_user;
+	}
 	pthread_cond_broadcast(&node->cond);
 	up = node->up_fn;
 	up_user = node->monitor_user;
@@ -660,6 +667,8 @@ static void hsconn_finish(struct kd_hsconn *c)
 	c->failed = true; /* done: the list sweep frees it */
 	if (up)
 		up(up_user, s->peer_name);
+	if (writable)
+		writable(writable_user, s->peer_name);
 }
 
 /* Reads what the path has and feeds whole handshake messages to the

@@ -369,6 +369,9 @@ static void session_writable(void *user, struct kd_link *link)
 	kdist_writable_fn fn;
 	void *fn_user;
 
+	/* Fragments of large messages first; a sender turned away by either
+	 * queue may then try again. */
+	kd_session_feed(s);
 	pthread_mutex_lock(&node->lock);
 	fn = node->writable_fn;
 	fn_user = node->writable_user;
@@ -385,6 +388,8 @@ const struct kd_link_callbacks kd_session_callbacks = {
 
 void kd_session_free(struct kd_session *s)
 {
+	kd_session_bulk_free(s);
+	pthread_mutex_destroy(&s->bulk_lock);
 	kd_frag_table_free(s->frags);
 	kd_link_release(s->link);
 	free(s);

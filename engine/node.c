@@ -27,6 +27,7 @@ void kdist_config_init(struct kdist_config *cfg)
 	cfg->net_ticktime = 60;
 	cfg->data_threads = 1;
 	cfg->max_packet = KDIST_DEFAULT_MAX_PACKET;
+	cfg->max_message = KDIST_DEFAULT_MAX_MESSAGE;
 	cfg->send_queue_bytes = KDIST_DEFAULT_SEND_QUEUE;
 	cfg->handshake_timeout_ms = 7000;
 	cfg->ktls = KDIST_KTLS_AUTO;
@@ -235,6 +236,8 @@ int kdist_node_create(const struct kdist_config *cfg,
 		node->cfg.data_threads = 1;
 	if (!node->cfg.max_packet)
 		node->cfg.max_packet = KDIST_DEFAULT_MAX_PACKET;
+	if (!node->cfg.max_message)
+		node->cfg.max_message = KDIST_DEFAULT_MAX_MESSAGE;
 	if (!node->cfg.send_queue_bytes)
 		node->cfg.send_queue_bytes = KDIST_DEFAULT_SEND_QUEUE;
 	if (!node->cfg.handshake_timeout_ms)
@@ -614,7 +617,7 @@ static void mailbox_signal_exit(struct kdist_mailbox *m, const char *reason)
 				&r->remote, &r->ref, reason);
 		else
 			kd_ctrl_encode_exit(&x, &m->epid, &r->remote, reason);
-		kd_node_send_packet(m->node, r->remote.node, &x, NULL, 0,
+		kd_node_send_packet(m->node, m, r->remote.node, &x, NULL, 0,
 				    KD_SEND_FORCE);
 		ei_x_free(&x);
 	}
@@ -652,183 +655,6 @@ void kd_mailbox_drop_node(struct kdist_node *node, const char *peer)
 		pthread_mutex_unlock(&m->lock);
 	}
 	pthread_mutex_unlock(&node->lock);
-}
-
-/* ---- sending ---- */
-
-/*
- * Without DFLAG_FRAGMENTS (and without the atom cache, which kdist never
- * offers) a packet is the pass-through form "p 131 Ctrl [131 Msg]". Once a
- * peer accepts fragments, ERTS expects the distribution header form
- * "131 68 0 Ctrl [Msg]": no atom cache references and no version bytes in
- * front of the terms. Both are built from the same encoder output by
- * skipping bytes, so the message is never copied here.
- */
-int kd_session_send_raw(struct kd_session *s, const uint8_t *ctrl,
-			size_t ctrl_len, const uint8_t *msg, size_t msg_len,
-			unsigned flags)
-{
-	static const uint8_t dist_header[3] = { 131, 68, 0 };
-	struct iovec iov[3];
-	unsigned n = 0;
-
-	if (s->flags & DFLAG_FRAGMENTS) {
-		iov[n++] = (struct iovec){ (void *)dist_header, 3 };
-		iov[n++] = (struct iovec){ (void *)(ctrl + 2), ctrl_len - 2 };
-		if (msg)
-			iov[n++] = (struct iovec){ (void *)(msg + 1),
-						   msg_len - 1 };
-	} else {
-		iov[n++] = (struct iovec){ (void *)ctrl, ctrl_len };
-		if (msg)
-			iov[n++] = (struct iovec){ (void *)msg, msg_len };
-	}
-	return kd_link_send(s->link, iov, n, flags);
-}
-
-int kd_session_send(struct kd_session *s, const ei_x_buff *ctrl,
-		    const void *msg, size_t len, unsigned flags)
-{
-	return kd_session_send_raw(s, (const uint8_t *)ctrl->buff,
-				   (size_t)ctrl->index, msg, len, flags);
-}
-
-static int peer_queue(struct kd_peer *p, size_t limit, const ei_x_buff *ctrl,
-		      const void *msg, size_t len)
-{
-	size_t total = (size_t)ctrl->index + len;
-	struct kd_pending_msg *m;
-
-	if (p->q_bytes + total > limit)
-		return -EAGAIN;
-	m = malloc(sizeof(*m) + total);
-	if (!m)
-		return -ENOMEM;
-	m->next = NULL;
-	m->ctrl_len = (size_t)ctrl->index;
-	m->msg_len = msg ? len : 0;
-	memcpy(m->data, ctrl->buff, (size_t)ctrl->index);
-	if (len)
-		memcpy(m->data + ctrl->index, msg, len);
-	if (p->q_tail)
-		p->q_tail->next = m;
-	else
-		p->q_head = m;
-	p->q_tail = m;
-	p->q_bytes += total;
-	return 0;
-}
-
-int kd_node_send_packet(struct kdist_node *node, const char *peer,
-			const ei_x_buff *ctrl, const void *msg, size_t len,
-			unsigned flags)
-{
-	struct kd_session *s = NULL;
-	struct kd_peer *p;
-	struct kd_cmd *cmd;
-	int err;
-
-	if (strcmp(peer, node->name) == 0)
-		return kd_fail(EINVAL, "send: local delivery to %s is not "
-				       "supported; call the receive function "
-				       "directly", peer);
-	if (!strchr(peer, '@'))
-		return kd_fail(EINVAL,
-			       "send: invalid node name '%s' (expected "
-			       "name@host)",
-			       peer);
-	pthread_mutex_lock(&node->lock);
-	p = kd_peer_get(node, peer, true);
-	if (!p) {
-		pthread_mutex_unlock(&node->lock);
-		return -ENOMEM;
-	}
-	if (p->state == KD_PEER_UP) {
-		s = p->session;
-		kd_link_hold(s->link);
-		pthread_mutex_unlock(&node->lock);
-		err = kd_session_send(s, ctrl, msg, len, flags);
-		kd_link_release(s->link);
-		return err;
-	}
-	err = peer_queue(p, node->cfg.send_queue_bytes, ctrl, msg, len);
-	if (err || p->state == KD_PEER_CONNECTING || !node->running) {
-		pthread_mutex_unlock(&node->lock);
-		return node->running ? err : -ENOTCONN;
-	}
-	p->state = KD_PEER_CONNECTING;
-	pthread_mutex_unlock(&node->lock);
-
-	cmd = calloc(1, sizeof(*cmd));
-	if (!cmd)
-		return -ENOMEM;
-	cmd->type = KD_CMD_CONNECT;
-	snprintf(cmd->peer, sizeof(cmd->peer), "%s", peer);
-	kd_post_cmd(node, cmd);
-	return 0;
-}
-
-/* A per-thread buffer for control messages, so sending allocates nothing
- * once the buffer has grown to fit. */
-static ei_x_buff *ctrl_buffer(void)
-{
-	static __thread ei_x_buff x;
-	static __thread bool ready;
-
-	if (!ready) {
-		if (ei_x_new(&x) != 0)
-			return NULL;
-		ready = true;
-	}
-	x.index = 0;
-	return &x;
-}
-
-static int check_payload(const void *payload, size_t len)
-{
-	if (!payload || len < 2 || ((const uint8_t *)payload)[0] != 131)
-		return kd_fail(EINVAL, "send: payload must be external term "
-				       "format starting with version byte "
-				       "131");
-	return 0;
-}
-
-int kdist_send_pid(struct kdist_mailbox *from, const struct kdist_pid *to,
-		   const void *payload, size_t len)
-{
-	ei_x_buff *x = ctrl_buffer();
-	erlang_pid epid;
-	int err;
-
-	err = check_payload(payload, len);
-	if (err)
-		return err;
-	if (!x)
-		return -ENOMEM;
-	kd_pid_from_public(to, &epid);
-	err = kd_ctrl_encode_send_sender(x, &from->epid, &epid);
-	if (err)
-		return err;
-	return kd_node_send_packet(from->node, to->node, x, payload, len, 0);
-}
-
-int kdist_send_name(struct kdist_mailbox *from, const char *node,
-		    const char *name, const void *payload, size_t len)
-{
-	ei_x_buff *x = ctrl_buffer();
-	int err;
-
-	err = check_payload(payload, len);
-	if (err)
-		return err;
-	if (!name || !*name || strlen(name) > KDIST_MAX_ATOM)
-		return kd_fail(EINVAL, "send: invalid registered name");
-	if (!x)
-		return -ENOMEM;
-	err = kd_ctrl_encode_reg_send(x, &from->epid, name);
-	if (err)
-		return err;
-	return kd_node_send_packet(from->node, node, x, payload, len, 0);
 }
 
 int kdist_connect(struct kdist_node *node, const char *peer,

@@ -29,6 +29,8 @@
 
 #define KD_PEER_BUCKETS 256
 
+struct kd_bulk;
+
 /* A link or monitor that a remote process holds on a local mailbox. */
 struct kd_relation {
 	erlang_pid remote;
@@ -56,6 +58,7 @@ struct kdist_mailbox {
 /* A message waiting for its node's connection to come up. */
 struct kd_pending_msg {
 	struct kd_pending_msg *next;
+	const void *sender; /* the sending mailbox, for ordering */
 	size_t ctrl_len; /* "p 131 Ctrl", as the encoders write it */
 	size_t msg_len;	 /* "131 Msg", or 0 */
 	uint8_t data[];	 /* control, then message */
@@ -79,6 +82,12 @@ struct kd_session {
 	char record_path[16];
 	char path_reason[96];
 	struct kd_frag_table *frags; /* data thread only */
+	/* Large messages being fed to the link in fragments (send.c). */
+	pthread_mutex_t bulk_lock;
+	struct kd_bulk *bulk_head, *bulk_tail;
+	size_t bulk_bytes;
+	bool bulk_blocked; /* a sender got -EAGAIN from the bulk queue */
+	uint64_t frag_seq;
 	atomic_uint_fast64_t unknown_ctrl;
 	atomic_bool unknown_logged;
 	int close_err;
@@ -99,6 +108,7 @@ struct kd_peer {
 	struct kd_hsconn *outgoing; /* our own attempt in progress */
 	struct kd_pending_msg *q_head, *q_tail;
 	size_t q_bytes;
+	bool q_blocked; /* a sender got -EAGAIN from the queue */
 	int last_error; /* of the last failed attempt, for kdist_connect */
 	char last_reason[160];
 	struct kd_peer *next; /* hash chain */
@@ -207,19 +217,22 @@ void kd_post_cmd(struct kdist_node *node, struct kd_cmd *cmd);
 void kd_pid_to_public(const erlang_pid *in, struct kdist_pid *out);
 void kd_pid_from_public(const struct kdist_pid *in, erlang_pid *out);
 void kd_node_make_ref(struct kdist_node *node, erlang_ref *ref);
+/* send.c */
 /* Sends a packet made of @ctrl (pass-through control) and an optional
  * message to the peer named @peer, queuing it while the connection is set
- * up. */
-int kd_node_send_packet(struct kdist_node *node, const char *peer,
-			const ei_x_buff *ctrl, const void *msg, size_t len,
-			unsigned flags);
+ * up. @sender (a mailbox, or NULL) keeps one sender's messages in order. */
+int kd_node_send_packet(struct kdist_node *node, const void *sender,
+			const char *peer, const ei_x_buff *ctrl,
+			const void *msg, size_t len, unsigned flags);
 int kd_session_send(struct kd_session *s, const ei_x_buff *ctrl,
 		    const void *msg, size_t len, unsigned flags);
 /* Sends @ctrl ("p 131 Ctrl" as the encoders write it) and @msg ("131
  * Msg" or NULL) in the packet form the session negotiated. */
-int kd_session_send_raw(struct kd_session *s, const uint8_t *ctrl,
-			size_t ctrl_len, const uint8_t *msg, size_t msg_len,
-			unsigned flags);
+int kd_session_send_raw(struct kd_session *s, const void *sender,
+			const uint8_t *ctrl, size_t ctrl_len,
+			const uint8_t *msg, size_t msg_len, unsigned flags);
+bool kd_session_feed(struct kd_session *s);
+void kd_session_bulk_free(struct kd_session *s);
 void kd_mailbox_drop_node(struct kdist_node *node, const char *peer);
 
 /* conn.c */

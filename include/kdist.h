@@ -97,6 +97,9 @@ struct kdist_config {
 	/* Largest distribution packet accepted, in bytes; 0 means
 	 * KDIST_DEFAULT_MAX_PACKET. A larger length prefix closes the link. */
 	uint32_t max_packet;
+	/* Largest message reassembled from fragments, in bytes; 0 means
+	 * KDIST_DEFAULT_MAX_MESSAGE. */
+	uint64_t max_message;
 	/* Bytes queued per connection before kdist_send_*() returns -EAGAIN;
 	 * 0 means KDIST_DEFAULT_SEND_QUEUE. */
 	size_t send_queue_bytes;
@@ -115,6 +118,7 @@ struct kdist_config {
 
 #define KDIST_DEFAULT_MAX_PACKET (64u * 1024 * 1024)
 #define KDIST_DEFAULT_SEND_QUEUE (8u * 1024 * 1024)
+#define KDIST_DEFAULT_MAX_MESSAGE (1024ull * 1024 * 1024)
 
 /* Fills @cfg with defaults; the caller then sets node_name and options. */
 void kdist_config_init(struct kdist_config *cfg);
