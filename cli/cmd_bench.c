@@ -148,7 +148,6 @@ struct bench {
 	struct pair_result res[N_PAIRS];
 	double peer_kib, rss_first_kib, rss_all_kib;
 	double soak_growth_kib;
-	bool soak_ok;
 };
 
 /* ---- children and clean-up ---- */
