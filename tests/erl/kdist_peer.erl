@@ -1,0 +1,528 @@
+%% Erlang-side checks for the kdist integration tests.
+%%
+%% Each check runs in a node started by tests/integration/lib.sh as
+%%   erl -noshell -sname N ... -pa EBIN -run kdist_peer main CHECK ARG...
+%% and ends the node with status 0 (pass) or 1 (fail), after printing
+%% "kdist_peer: CHECK ok" or "kdist_peer: CHECK failed: REASON". A watchdog
+%% halts with status 2 when a check hangs, so no test waits forever.
+%%
+%% The same module also serves as the long-lived erl node of the tests
+%% (`serve`): it registers `inbox`, which appends every message it receives
+%% to a file, and `echo` and `sink` with the contract of the kdist node, so
+%% the harness can check itself against erl when build/kdist is missing.
+-module(kdist_peer).
+
+-export([main/1, serve/1]).
+
+-define(WATCHDOG_MS, 90000).
+-define(REPLY_MS, 5000).
+
+%% Flags a hand-written client announces: the OTP 26 mandatory set
+%% (0x403070F94) plus MANDATORY_25_DIGEST, DIST_MONITOR, DIST_MONITOR_NAME
+%% and SMALL_ATOM_TAGS. No atom cache and no fragments, so every packet is
+%% a pass-through one: 'p', 131, Control [, 131, Message].
+-define(RAW_FLAGS, (16#403070F94 bor 16#4000000 bor 16#8 bor 16#20 bor 16#4000)).
+
+%% --- entry points -----------------------------------------------------------
+
+main([Check | Args]) ->
+	process_flag(trap_exit, true),
+	{ok, _} = timer:apply_after(?WATCHDOG_MS, erlang, apply,
+				    [fun watchdog_expired/1, [Check]]),
+	Result = try run(Check, Args) of
+		ok -> ok;
+		{skip, Why} -> {skip, Why}
+	catch
+		Class:Reason:Stack ->
+			{failed, {Class, Reason, hd(Stack ++ [none])}}
+	end,
+	finish(Check, Result).
+
+watchdog_expired(Check) ->
+	io:format("kdist_peer: ~s failed: no result after ~b ms~n",
+		  [Check, ?WATCHDOG_MS]),
+	erlang:halt(2).
+
+finish(Check, ok) ->
+	io:format("kdist_peer: ~s ok~n", [Check]),
+	erlang:halt(0);
+finish(Check, {skip, Why}) ->
+	io:format("kdist_peer: ~s skipped: ~s~n", [Check, Why]),
+	erlang:halt(77);
+finish(Check, {failed, {error, {check, Why}, _}}) ->
+	io:format("kdist_peer: ~s failed: ~s~n", [Check, Why]),
+	erlang:halt(1);
+finish(Check, {failed, Reason}) ->
+	io:format("kdist_peer: ~s failed: ~0p~n", [Check, Reason]),
+	erlang:halt(1).
+
+%% Fail the running check with a sentence built from Fmt and Args.
+fail(Fmt, Args) ->
+	error({check, lists:flatten(io_lib:format(Fmt, Args))}).
+
+run("ping", [Node]) -> check_ping(node_atom(Node));
+run("pang", [Node]) -> check_pang(node_atom(Node));
+run("echo", [Node]) -> check_echo(node_atom(Node));
+run("sink", [Node, Count, Size]) ->
+	check_sink(node_atom(Node), list_to_integer(Count), list_to_integer(Size));
+run("monitor", [Node]) -> check_monitor(node_atom(Node));
+run("link", [Node, Creation]) ->
+	check_link(node_atom(Node), list_to_integer(Creation));
+run("call_timeout", [Node]) -> check_call_timeout(node_atom(Node));
+run("spawn", [Node]) -> check_spawn(node_atom(Node));
+run("nodes", [Node]) -> check_nodes(node_atom(Node));
+run("watch", [Node, File, Seconds]) ->
+	watch(node_atom(Node), File, list_to_integer(Seconds));
+run("raw", [Mode, Host, Port, Node, Cookie, OptFile]) ->
+	kdist_peer_raw(Mode, Host, list_to_integer(Port), node_atom(Node),
+		       Cookie, OptFile);
+run("idle", [Host, Port, Node, OptFile]) ->
+	check_idle(Host, list_to_integer(Port), node_atom(Node), OptFile);
+run(Check, Args) ->
+	fail("unknown check ~s with arguments ~p", [Check, Args]).
+
+node_atom(Node) -> list_to_atom(Node).
+
+%% --- ping, pang, nodes -----------------------------------------------------
+
+%% Ping with retries: the kdist node may still be finishing its EPMD
+%% registration when the first ping goes out.
+check_ping(Node) ->
+	ping_until(Node, 10).
+
+ping_until(Node, 0) ->
+	fail("net_adm:ping(~p) returned pang 10 times", [Node]);
+ping_until(Node, Tries) ->
+	case net_adm:ping(Node) of
+		pong -> ok;
+		pang -> timer:sleep(500), ping_until(Node, Tries - 1)
+	end.
+
+%% A rejected connection must fail fast, not hang until net_setuptime.
+check_pang(Node) ->
+	T0 = erlang:monotonic_time(millisecond),
+	Result = net_adm:ping(Node),
+	Ms = erlang:monotonic_time(millisecond) - T0,
+	Result =:= pang orelse fail("ping ~p returned ~p, expected pang", [Node, Result]),
+	Ms < 15000 orelse fail("pang from ~p took ~b ms", [Node, Ms]),
+	lists:member(Node, nodes(connected)) andalso
+		fail("~p is in nodes(connected) after pang", [Node]),
+	ok.
+
+check_nodes(Node) ->
+	check_ping(Node),
+	lists:member(Node, nodes()) orelse
+		fail("nodes() = ~p does not list ~p", [nodes(), Node]),
+	ok.
+
+%% --- echo ------------------------------------------------------------------
+
+echo_terms() ->
+	Big = crypto:strong_rand_bytes(1024 * 1024),
+	[ok, '', 'ünïcødé_атом', '原子', 0, -1, 255, 256, 1 bsl 27, -(1 bsl 27),
+	 1 bsl 64, -(1 bsl 200), 3.14159, -0.0, 1.0e300, <<>>, <<1, 2, 3>>,
+	 <<1:1, 0:2>>, Big, "string", [], [1, 2 | improper],
+	 {}, {a, {b, {c, {d, {e, [f, {g}]}}}}}, lists:seq(1, 1000),
+	 #{}, #{a => 1, <<"k">> => [v], {t} => #{nested => map}},
+	 maps:from_list([{I, I * I} || I <- lists:seq(1, 100)]),
+	 self(), make_ref(), erlang:make_ref(), list_to_tuple(lists:seq(1, 300)),
+	 {self(), make_ref(), <<"mixed">>, 'ατομ', 2.5}].
+
+%% Every term must come back from {echo, Node} equal to what was sent, in
+%% order, and the pid and reference must still be ours.
+check_echo(Node) ->
+	check_ping(Node),
+	Terms = echo_terms(),
+	lists:foreach(fun(T) -> {echo, Node} ! {self(), {echoed, T}} end, Terms),
+	lists:foreach(fun(T) -> expect_echo(Node, T) end, Terms),
+	Ref = make_ref(),
+	{echo, Node} ! {self(), {mine, self(), Ref}},
+	receive
+		{mine, Pid, Ref} when Pid =:= self() -> ok
+	after ?REPLY_MS -> fail("pid and reference did not come back", [])
+	end.
+
+expect_echo(Node, T) ->
+	receive
+		{echoed, T} -> ok;
+		{echoed, Other} ->
+			fail("echo on ~p returned ~s, expected ~s",
+			     [Node, short(Other), short(T)])
+	after ?REPLY_MS ->
+		fail("no echo of ~s from ~p within ~b ms", [short(T), Node, ?REPLY_MS])
+	end.
+
+short(T) ->
+	S = lists:flatten(io_lib:format("~0p", [T])),
+	case length(S) > 60 of
+		true -> lists:sublist(S, 60) ++ "...";
+		false -> S
+	end.
+
+%% --- sink ------------------------------------------------------------------
+
+%% Send Count binaries of Size bytes to {sink, Node}; the sink's counters
+%% must grow by exactly Count messages and by at least Count * Size bytes
+%% (the encoded payload adds a few bytes of framing per message).
+check_sink(Node, Count, Size) ->
+	check_ping(Node),
+	{M0, B0} = sink_stats(Node),
+	Payload = crypto:strong_rand_bytes(Size),
+	T0 = erlang:monotonic_time(microsecond),
+	[{sink, Node} ! Payload || _ <- lists:seq(1, Count)],
+	{M1, B1} = sink_wait(Node, M0 + Count, 30),
+	Us = max(1, erlang:monotonic_time(microsecond) - T0),
+	M1 - M0 =:= Count orelse
+		fail("sink counted ~b messages, sent ~b", [M1 - M0, Count]),
+	B1 - B0 >= Count * Size orelse
+		fail("sink counted ~b bytes, sent ~b payload bytes",
+		     [B1 - B0, Count * Size]),
+	io:format("kdist_peer: sink ~b x ~b B in ~b ms (~.1f MB/s)~n",
+		  [Count, Size, Us div 1000, Count * Size / Us]),
+	ok.
+
+sink_stats(Node) ->
+	{sink, Node} ! {self(), stats},
+	receive
+		{sink_stats, M, B} -> {M, B}
+	after ?REPLY_MS -> fail("no sink_stats from ~p", [Node])
+	end.
+
+%% The stats request travels behind the data on the same connection, but
+%% allow the sink to lag: ask again until the count is reached.
+sink_wait(Node, Want, 0) ->
+	{M, B} = sink_stats(Node),
+	M >= Want orelse fail("sink counted ~b messages, expected ~b", [M, Want]),
+	{M, B};
+sink_wait(Node, Want, Tries) ->
+	case sink_stats(Node) of
+		{M, B} when M >= Want -> {M, B};
+		_ -> timer:sleep(200), sink_wait(Node, Want, Tries - 1)
+	end.
+
+%% --- monitors --------------------------------------------------------------
+
+%% A monitor on a registered name that exists stays quiet; one on a missing
+%% name fires at once with noproc.
+check_monitor(Node) ->
+	check_ping(Node),
+	Live = erlang:monitor(process, {echo, Node}),
+	Missing = erlang:monitor(process, {no_such_name, Node}),
+	receive
+		{'DOWN', Missing, process, {no_such_name, Node}, noproc} -> ok;
+		{'DOWN', Missing, process, _, Other} ->
+			fail("DOWN for a missing name had reason ~p, expected noproc", [Other])
+	after ?REPLY_MS ->
+		fail("no DOWN noproc within ~b ms for a monitor on a missing name",
+		     [?REPLY_MS])
+	end,
+	receive
+		{'DOWN', Live, process, _, Why} ->
+			fail("monitor on {echo, ~p} fired with ~p", [Node, Why])
+	after 1000 -> ok
+	end,
+	true = erlang:demonitor(Live, [flush]),
+	%% The link must still carry messages after the demonitor.
+	{echo, Node} ! {self(), after_demonitor},
+	receive after_demonitor -> ok
+	after ?REPLY_MS -> fail("echo silent after demonitor", [])
+	end.
+
+%% --- links -----------------------------------------------------------------
+
+%% Build the pid <Node.Id.Serial> of the kdist incarnation with Creation,
+%% as NEW_PID_EXT (tag 88), so links can target its mailboxes.
+make_pid(Node, Id, Serial, Creation) ->
+	Name = atom_to_binary(Node, utf8),
+	binary_to_term(<<131, 88, 119, (byte_size(Name)), Name/binary,
+			 Id:32, Serial:32, Creation:32>>).
+
+%% Links to pids of the kdist node: one that names no mailbox must end at
+%% once with {'EXIT', Pid, noproc}; the live mailboxes are the pids that
+%% stay linked. unlink/1 on a live one must return at once, and afterwards
+%% the echo service must still answer (the unlink handshake completed).
+check_link(Node, Creation) ->
+	check_ping(Node),
+	Candidates = [make_pid(Node, Id, 0, Creation) || Id <- lists:seq(0, 63)],
+	lists:foreach(fun link/1, Candidates),
+	Dead = collect_noproc([], 2000),
+	Live = Candidates -- Dead,
+	Dead =/= [] orelse fail("no {'EXIT', Pid, noproc} for links to 64 pids", []),
+	Live =/= [] orelse fail("all 64 linked pids exited; no mailbox found", []),
+	[First | _] = Live,
+	T0 = erlang:monotonic_time(millisecond),
+	true = unlink(First),
+	Ms = erlang:monotonic_time(millisecond) - T0,
+	Ms < 1000 orelse fail("unlink(~p) took ~b ms", [First, Ms]),
+	%% A second link and unlink on the same pid reuse the unlink id
+	%% handshake; neither may hang nor drop the connection.
+	true = link(First),
+	true = unlink(First),
+	{echo, Node} ! {self(), after_unlink},
+	receive after_unlink -> ok
+	after ?REPLY_MS -> fail("echo silent after unlink of ~p", [First])
+	end,
+	lists:member(Node, nodes(connected)) orelse
+		fail("connection to ~p dropped after unlink", [Node]),
+	io:format("kdist_peer: live mailboxes ~p~n", [Live]),
+	ok.
+
+collect_noproc(Acc, Ms) ->
+	receive
+		{'EXIT', Pid, noproc} -> collect_noproc([Pid | Acc], Ms);
+		{'EXIT', Pid, Other} -> fail("link to ~p ended with ~p", [Pid, Other])
+	after Ms -> Acc
+	end.
+
+%% --- gen_server-style call -------------------------------------------------
+
+%% echo ignores a '$gen_call' (it expects {Pid, Term}), so the call must
+%% exit with timeout after its 1 s timeout, leave no monitor behind and
+%% leave the connection usable.
+check_call_timeout(Node) ->
+	check_ping(Node),
+	T0 = erlang:monotonic_time(millisecond),
+	Result = try gen_server:call({echo, Node}, hello, 1000) of
+		Reply -> {reply, Reply}
+	catch
+		exit:{timeout, _} -> timeout;
+		exit:Other -> {exit, Other}
+	end,
+	Ms = erlang:monotonic_time(millisecond) - T0,
+	Result =:= timeout orelse fail("call to {echo, ~p} returned ~p", [Node, Result]),
+	Ms < 3000 orelse fail("call with timeout 1000 took ~b ms", [Ms]),
+	{monitors, Mons} = process_info(self(), monitors),
+	Mons =:= [] orelse fail("monitors left after the call: ~p", [Mons]),
+	%% A call to a missing name must fail with noproc, not time out.
+	Missing = try gen_server:call({no_such_name, Node}, hello, 3000) of
+		R -> {reply, R}
+	catch
+		exit:{noproc, _} -> noproc;
+		exit:Other2 -> {exit, Other2}
+	end,
+	Missing =:= noproc orelse fail("call to a missing name returned ~p", [Missing]),
+	{echo, Node} ! {self(), after_call},
+	receive after_call -> ok
+	after ?REPLY_MS -> fail("echo silent after the call timeout", [])
+	end.
+
+%% --- spawn -----------------------------------------------------------------
+
+%% kdist runs no Erlang code: spawn requests must get an error reply, and
+%% spawn/4 and spawn_monitor/4 must return instead of hanging.
+check_spawn(Node) ->
+	check_ping(Node),
+	ReqId = erlang:spawn_request(Node, erlang, node, [], [{reply, yes}]),
+	receive
+		{spawn_reply, ReqId, error, Reason} ->
+			io:format("kdist_peer: spawn_request error ~p~n", [Reason]);
+		{spawn_reply, ReqId, ok, Pid} ->
+			fail("spawn_request on ~p returned pid ~p", [Node, Pid])
+	after ?REPLY_MS -> fail("no spawn_reply from ~p within ~b ms", [Node, ?REPLY_MS])
+	end,
+	{Pid2, Mon} = spawn_monitor(Node, erlang, node, []),
+	receive
+		{'DOWN', Mon, process, Pid2, Why} ->
+			io:format("kdist_peer: spawn_monitor DOWN ~p~n", [Why])
+	after ?REPLY_MS -> fail("no DOWN after spawn_monitor on ~p", [Node])
+	end,
+	_ = spawn(Node, erlang, node, []),
+	lists:member(Node, nodes(connected)) orelse
+		fail("connection to ~p dropped after the spawn requests", [Node]),
+	{echo, Node} ! {self(), after_spawn},
+	receive after_spawn -> ok
+	after ?REPLY_MS -> fail("echo silent after the spawn requests", [])
+	end.
+
+%% --- watch: link state over time -------------------------------------------
+
+%% Connect, then write a line per event to File for Seconds seconds:
+%% "up", "down REASON MS" (ms since up). The shell side stops or freezes
+%% the kdist node and reads the file. A pid linked beforehand reports its
+%% exit reason too, as "exit REASON".
+watch(Node, File, Seconds) ->
+	ok = net_kernel:monitor_nodes(true, [nodedown_reason]),
+	check_ping(Node),
+	{ok, Fd} = file:open(File, [write]),
+	T0 = erlang:monotonic_time(millisecond),
+	io:format(Fd, "up~n", []),
+	watch_loop(Node, Fd, T0, T0 + Seconds * 1000).
+
+watch_loop(Node, Fd, T0, End) ->
+	Left = End - erlang:monotonic_time(millisecond),
+	receive
+		{nodedown, Node, Info} ->
+			Ms = erlang:monotonic_time(millisecond) - T0,
+			io:format(Fd, "down ~0p ~b~n",
+				  [proplists:get_value(nodedown_reason, Info), Ms]),
+			file:close(Fd),
+			ok;
+		_ -> watch_loop(Node, Fd, T0, End)
+	after max(0, Left) ->
+		io:format(Fd, "still-up ~b~n", [length([N || N <- nodes(), N =:= Node])]),
+		file:close(Fd),
+		ok
+	end.
+
+%% --- idle sockets during a handshake ----------------------------------------
+
+%% Hold a TCP connection that sends nothing and a TLS connection that never
+%% starts the distribution handshake; a real handshake from this node must
+%% still complete while both are open.
+check_idle(Host, Port, Node, OptFile) ->
+	{ok, Tcp} = gen_tcp:connect(Host, Port, [binary, {active, false}]),
+	{ok, Tls} = ssl:connect(Host, Port, client_opts(OptFile, Host), 5000),
+	T0 = erlang:monotonic_time(millisecond),
+	check_ping(Node),
+	Ms = erlang:monotonic_time(millisecond) - T0,
+	io:format("kdist_peer: ping with two idle peers took ~b ms~n", [Ms]),
+	Ms < 5000 orelse fail("handshake took ~b ms beside idle peers", [Ms]),
+	ok = gen_tcp:close(Tcp),
+	ok = ssl:close(Tls).
+
+client_opts(OptFile, Host) ->
+	{ok, [Conf]} = file:consult(OptFile),
+	{client, Opts} = lists:keyfind(client, 1, Conf),
+	[binary, {active, false}, {packet, 4},
+	 {server_name_indication, Host} | Opts].
+
+%% --- misbehaving distribution client ----------------------------------------
+
+%% Complete TLS and the distribution handshake by hand as a hidden node,
+%% then misbehave according to Mode:
+%%   garbage  send a packet that is no distribution message
+%%   oversize send a length prefix of 1 GiB and a few bytes
+%%   partial  send 1000 bytes of a 100000-byte packet, print "partial sent
+%%            by os pid PID" and wait to be killed by the shell
+%%   good     send a REG_SEND to echo and expect the reply
+%% For the first two, kdist must close the connection within 5 s.
+kdist_peer_raw(Mode, Host, Port, Node, Cookie, OptFile) ->
+	{ok, S} = ssl:connect(Host, Port, client_opts(OptFile, Host), 5000),
+	dist_handshake(S, Node, Cookie),
+	ok = ssl:setopts(S, [{packet, raw}]),
+	raw_misbehave(Mode, S, Node).
+
+raw_misbehave("good", S, Node) ->
+	Self = make_pid(node(), 1, 0, 1),
+	Ctrl = term_to_binary({6, Self, '', echo}),
+	Msg = term_to_binary({Self, raw_echo}),
+	Packet = <<$p, Ctrl/binary, Msg/binary>>,
+	ok = ssl:send(S, <<(byte_size(Packet)):32, Packet/binary>>),
+	raw_expect_reply(S, Node);
+raw_misbehave("garbage", S, Node) ->
+	ok = ssl:send(S, <<20:32, "this is no dist msg!">>),
+	raw_expect_close(S, Node);
+raw_misbehave("oversize", S, Node) ->
+	ok = ssl:send(S, <<(1 bsl 30):32, "first bytes of a huge packet">>),
+	raw_expect_close(S, Node);
+raw_misbehave("partial", S, _Node) ->
+	ok = ssl:send(S, <<100000:32, (binary:copy(<<$p>>, 1000))/binary>>),
+	io:format("kdist_peer: partial sent by os pid ~s~n", [os:getpid()]),
+	timer:sleep(infinity).
+
+%% Read until a non-tick packet arrives; ticks are zero-length packets.
+raw_expect_reply(S, Node) ->
+	case raw_recv_packet(S, ?REPLY_MS) of
+		{ok, <<>>} -> raw_expect_reply(S, Node);
+		{ok, <<$p, Rest/binary>>} ->
+			{_Ctrl, Used} = binary_to_term(Rest, [used]),
+			<<_:Used/binary, Msg/binary>> = Rest,
+			case binary_to_term(Msg) of
+				raw_echo -> ok;
+				Other -> fail("echo over the raw client returned ~p", [Other])
+			end;
+		{ok, Other} -> fail("unexpected packet ~p from ~p", [Other, Node]);
+		{error, Why} -> fail("no echo reply on the raw client: ~p", [Why])
+	end.
+
+raw_recv_packet(S, Timeout) ->
+	case ssl:recv(S, 4, Timeout) of
+		{ok, <<0:32>>} -> {ok, <<>>};
+		{ok, <<Len:32>>} -> ssl:recv(S, Len, Timeout);
+		{error, Why} -> {error, Why}
+	end.
+
+raw_expect_close(S, Node) ->
+	case ssl:recv(S, 0, 5000) of
+		{error, closed} -> ok;
+		{error, timeout} -> fail("~p kept the connection open for 5 s", [Node]);
+		{ok, _Ticks} -> raw_expect_close(S, Node);
+		{error, Other} -> io:format("kdist_peer: close reason ~p~n", [Other])
+	end.
+
+dist_handshake(S, Node, Cookie) ->
+	send_name(S),
+	recv_status(S, Node),
+	{Challenge, PeerFlags} = recv_challenge(S, Node),
+	Mine = rand:uniform(16#ffffffff),
+	send_challenge_reply(S, Cookie, Challenge, Mine),
+	recv_challenge_ack(S, Cookie, Mine),
+	io:format("kdist_peer: raw handshake done, peer flags ~.16#~n", [PeerFlags]).
+
+send_name(S) ->
+	Name = atom_to_binary(node(), utf8),
+	ok = ssl:send(S, <<$N, ?RAW_FLAGS:64, 1:32, (byte_size(Name)):16, Name/binary>>).
+
+recv_status(S, Node) ->
+	case ssl:recv(S, 0, ?REPLY_MS) of
+		{ok, <<$s, "ok", _/binary>>} -> ok;
+		{ok, Other} -> fail("status from ~p was ~p, expected sok", [Node, Other]);
+		{error, Why} -> fail("no status from ~p: ~p", [Node, Why])
+	end.
+
+recv_challenge(S, Node) ->
+	case ssl:recv(S, 0, ?REPLY_MS) of
+		{ok, <<$N, Flags:64, Challenge:32, _Creation:32, _/binary>>} ->
+			{Challenge, Flags};
+		{ok, Other} -> fail("challenge from ~p was ~p", [Node, Other]);
+		{error, Why} -> fail("no challenge from ~p: ~p", [Node, Why])
+	end.
+
+send_challenge_reply(S, Cookie, Challenge, Mine) ->
+	Digest = erlang:md5([Cookie, integer_to_list(Challenge)]),
+	ok = ssl:send(S, <<$r, Mine:32, Digest/binary>>).
+
+recv_challenge_ack(S, Cookie, Mine) ->
+	Want = erlang:md5([Cookie, integer_to_list(Mine)]),
+	case ssl:recv(S, 0, ?REPLY_MS) of
+		{ok, <<$a, Want/binary>>} -> ok;
+		{ok, <<$a, _/binary>>} -> fail("challenge_ack digest is wrong", []);
+		{ok, Other} -> fail("challenge_ack was ~p", [Other]);
+		{error, Why} -> fail("no challenge_ack: ~p", [Why])
+	end.
+
+%% --- serve: the long-lived erl node ----------------------------------------
+
+%% Register inbox (appends each message, printed with ~0p, to InboxFile),
+%% plus echo and sink with the kdist node's contract; print "serving" when
+%% ready and run until the node is stopped.
+serve([InboxFile]) ->
+	{ok, Fd} = file:open(InboxFile, [write]),
+	register(inbox, spawn(fun() -> inbox_loop(Fd) end)),
+	register(echo, spawn(fun echo_loop/0)),
+	register(sink, spawn(fun() -> sink_loop(0, 0) end)),
+	io:format("kdist_peer: serving~n"),
+	ok.
+
+inbox_loop(Fd) ->
+	receive
+		Msg ->
+			io:format(Fd, "~0p~n", [Msg]),
+			inbox_loop(Fd)
+	end.
+
+echo_loop() ->
+	receive
+		{Pid, Term} when is_pid(Pid) -> Pid ! Term;
+		_ -> ok
+	end,
+	echo_loop().
+
+sink_loop(Msgs, Bytes) ->
+	receive
+		{Pid, stats} when is_pid(Pid) ->
+			Pid ! {sink_stats, Msgs, Bytes},
+			sink_loop(Msgs, Bytes);
+		Msg ->
+			sink_loop(Msgs + 1, Bytes + byte_size(term_to_binary(Msg)))
+	end.

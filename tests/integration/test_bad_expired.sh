@@ -1,0 +1,11 @@
+#!/bin/sh
+# An expired certificate is rejected in both roles, and kdist keeps
+# serving good peers.
+. "$(dirname "$0")/lib.sh"
+kd_init
+need_kdist
+need_real_kdist "certificate checks of a kdist node"
+start_epmd
+make_certs
+bad_cert_case expired "server client"
+ok
