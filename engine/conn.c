@@ -230,6 +230,8 @@ static void peer_attempt_failed(struct kdist_node *node, struct kd_peer *p,
 	p->q_bytes = 0;
 	p->state = KD_PEER_IDLE;
 	p->outgoing = NULL;
+	p->incoming = NULL;
+	p->nok_wait_ns = 0;
 	p->last_error = err < 0 ? -err : err;
 	snprintf(p->last_reason, sizeof(p->last_reason), "%s", reason);
 	if (dropped)
@@ -237,6 +239,17 @@ static void peer_attempt_failed(struct kdist_node *node, struct kd_peer *p,
 		       "because the connection failed: %s",
 		       p->name, dropped, bytes, reason);
 	pthread_cond_broadcast(&node->cond);
+}
+
+/* Ends @p's attempt when nothing is left that could still connect it;
+ * node->lock held. */
+static void peer_attempt_check(struct kdist_node *node, struct kd_peer *p,
+			       int err, const char *reason)
+{
+	if (p->state != KD_PEER_CONNECTING || p->resolving || p->outgoing ||
+	    p->incoming || p->nok_wait_ns)
+		return;
+	peer_attempt_failed(node, p, err, reason);
 }
 
 static void hsconn_fail(struct kd_hsconn *c, int err, const char *fmt, ...)
@@ -262,12 +275,20 @@ static void hsconn_fail(struct kd_hsconn *c, int err, const char *fmt, ...)
 	pthread_mutex_lock(&node->lock);
 	struct kd_peer *p = kd_peer_get(node, c->peer, false);
 
-	/* Only the attempt that owns the peer's CONNECTING state ends it. */
-	if (p && p->state == KD_PEER_CONNECTING &&
-	    (p->outgoing == c || (!c->initiator && !p->outgoing)))
-		peer_attempt_failed(node, p, err, reason);
-	else if (p && p->outgoing == c)
+	if (p && p->outgoing == c) {
 		p->outgoing = NULL;
+		/* nok: the peer is connecting to us at the same time and keeps
+		 * its own attempt, which our acceptor will take. */
+		if (strcmp(c->hs.status, "nok") == 0 && !p->incoming)
+			p->nok_wait_ns =
+				kd_now_ns() +
+				(uint64_t)node->cfg.handshake_timeout_ms *
+					1000000ull;
+	}
+	if (p && p->incoming == c)
+		p->incoming = NULL;
+	if (p)
+		peer_attempt_check(node, p, err, reason);
 	pthread_mutex_unlock(&node->lock);
 }
 
@@ -473,6 +494,8 @@ static enum kd_hs_status hsconn_check_peer(void *user, const char *peer,
 		st = KD_HS_STATUS_NOK;
 	} else if (p->state == KD_PEER_UP) {
 		st = KD_HS_STATUS_ALIVE;
+	} else if (p->state == KD_PEER_CONNECTING && p->incoming) {
+		st = KD_HS_STATUS_NOK; /* the peer is already connecting */
 	} else if (p->state == KD_PEER_CONNECTING) {
 		st = kd_hs_simultaneous_status(node->name, peer);
 		if (st == KD_HS_STATUS_OK_SIMULTANEOUS) {
@@ -482,13 +505,15 @@ static enum kd_hs_status hsconn_check_peer(void *user, const char *peer,
 				p->outgoing->failed = true;
 				p->outgoing = NULL;
 			}
+			p->incoming = c;
+			p->nok_wait_ns = 0;
 			kd_info("conn %s: simultaneous connect, accepting the "
 				"peer's connection",
 				peer);
 		}
 	} else {
 		p->state = KD_PEER_CONNECTING;
-		p->outgoing = NULL;
+		p->incoming = c;
 	}
 	pthread_mutex_unlock(&node->lock);
 	return st;
@@ -646,6 +671,8 @@ static void hsconn_finish(struct kd_hsconn *c)
 	p->session = s;
 	p->state = KD_PEER_UP;
 	p->outgoing = NULL;
+	p->incoming = NULL;
+	p->nok_wait_ns = 0;
 	p->last_error = 0;
 	peer_flush_queue(p, s);
 	if (p->q_blocked) {
@@ -924,8 +951,22 @@ static void control_connect(struct kdist_node *node, const char *peer)
 	pthread_attr_t attr;
 	pthread_t t;
 
+	struct kd_peer *p;
+	bool start;
+
 	if (!r)
 		return;
+	pthread_mutex_lock(&node->lock);
+	p = kd_peer_get(node, peer, false);
+	start = p && p->state == KD_PEER_CONNECTING && !p->resolving &&
+		!p->outgoing && !p->incoming;
+	if (start)
+		p->resolving = true;
+	pthread_mutex_unlock(&node->lock);
+	if (!start) {
+		free(r);
+		return;
+	}
 	r->node = node;
 	snprintf(r->peer, sizeof(r->peer), "%s", peer);
 	kd_info("conn %s: connecting", peer);
@@ -936,11 +977,9 @@ static void control_connect(struct kdist_node *node, const char *peer)
 		atomic_fetch_sub(&node->resolvers, 1);
 		free(r);
 		pthread_mutex_lock(&node->lock);
-		struct kd_peer *p = kd_peer_get(node, peer, false);
-
-		if (p)
-			peer_attempt_failed(node, p, -EAGAIN,
-					    "cannot start a resolver thread");
+		p->resolving = false;
+		peer_attempt_check(node, p, -EAGAIN,
+				   "cannot start a resolver thread");
 		pthread_mutex_unlock(&node->lock);
 	}
 	pthread_attr_destroy(&attr);
@@ -954,10 +993,13 @@ static void control_connected(struct kdist_node *node, struct kd_cmd *cmd)
 
 	pthread_mutex_lock(&node->lock);
 	p = kd_peer_get(node, cmd->peer, false);
+	if (p)
+		p->resolving = false;
 	/* An incoming connection from the same node may have won meanwhile. */
-	wanted = p && p->state == KD_PEER_CONNECTING && !p->outgoing;
-	if (p && cmd->fd < 0 && wanted)
-		peer_attempt_failed(node, p, cmd->err, cmd->reason);
+	wanted = p && p->state == KD_PEER_CONNECTING && !p->outgoing &&
+		 !p->incoming;
+	if (p && cmd->fd < 0)
+		peer_attempt_check(node, p, cmd->err, cmd->reason);
 	pthread_mutex_unlock(&node->lock);
 	if (cmd->fd < 0) {
 		kd_err("conn %s: %s", cmd->peer, cmd->reason);
@@ -1076,6 +1118,24 @@ static void control_ticks(struct kdist_node *node, uint64_t now)
 		kd_link_release(s->link);
 	}
 	free(list);
+}
+
+/* Ends the attempts whose wait for the peer's own connection, after it
+ * answered ours with nok, has run out. */
+static void control_peer_waits(struct kdist_node *node, uint64_t now)
+{
+	pthread_mutex_lock(&node->lock);
+	for (int b = 0; b < KD_PEER_BUCKETS; b++)
+		for (struct kd_peer *p = node->peers[b]; p; p = p->next) {
+			if (!p->nok_wait_ns || now < p->nok_wait_ns)
+				continue;
+			p->nok_wait_ns = 0;
+			peer_attempt_check(node, p, -ECONNREFUSED,
+					   "the peer answered nok (it was "
+					   "connecting to this node) but its "
+					   "own connection never arrived");
+		}
+	pthread_mutex_unlock(&node->lock);
 }
 
 static void control_epmd_lost(struct kdist_node *node)
@@ -1216,6 +1276,7 @@ static void *control_main(void *arg)
 		now = kd_now_ns();
 		if (now >= node->next_tick_ns) {
 			control_ticks(node, now);
+			control_peer_waits(node, now);
 			control_epmd_retry(node, now);
 			node->next_tick_ns =
 				now + (uint64_t)node->cfg.net_ticktime *

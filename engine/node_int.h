@@ -105,7 +105,16 @@ struct kd_peer {
 	char name[KDIST_MAX_NODE_NAME + 1];
 	enum kd_peer_state state;
 	struct kd_session *session; /* when UP */
-	struct kd_hsconn *outgoing; /* our own attempt in progress */
+	/*
+	 * What keeps a CONNECTING peer alive: a resolver thread looking it up,
+	 * our own attempt, the peer's attempt that we accepted, or a wait for
+	 * the peer's attempt after it answered our own with nok. When none is
+	 * left the attempt has failed.
+	 */
+	bool resolving;
+	struct kd_hsconn *outgoing;
+	struct kd_hsconn *incoming;
+	uint64_t nok_wait_ns; /* deadline, 0 when not waiting */
 	struct kd_pending_msg *q_head, *q_tail;
 	size_t q_bytes;
 	bool q_blocked; /* a sender got -EAGAIN from the queue */

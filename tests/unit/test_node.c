@@ -1,0 +1,433 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Two kdist nodes in one process, joined over loopback through an
+ * in-process EPMD: the node API, the peer table and the connected-phase
+ * signals, over inet_tcp and over TLS (user-space path; certificates from
+ * tests/certs/mkcerts).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <ei.h>
+
+#include "epmd.h"
+#include "kdist.h"
+
+/* Messages a test mailbox received, with a condition to wait on. */
+struct inbox {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	size_t count;
+	size_t bytes;
+	uint64_t last_seq;
+	bool out_of_order;
+	char last[4096];
+	size_t last_len;
+	struct kdist_pid last_from;
+	bool has_from;
+};
+
+struct env {
+	struct kd_epmd_server *epmd;
+	uint16_t epmd_port;
+	char certs[256];
+	struct kdist_node *a, *b;
+	struct inbox box_b;
+	struct kdist_mailbox *mb_a, *mb_b;
+	int downs;
+	char down_reason[256];
+	pthread_mutex_t down_lock;
+};
+
+static void inbox_init(struct inbox *in)
+{
+	memset(in, 0, sizeof(*in));
+	pthread_mutex_init(&in->lock, NULL);
+	pthread_cond_init(&in->cond, NULL);
+}
+
+/* Records each message; a {seq, N} message must come in order. */
+static void inbox_receive(void *user, struct kdist_mailbox *mbox,
+			  const struct kdist_pid *from, const void *payload,
+			  size_t len)
+{
+	struct inbox *in = user;
+	const char *buf = payload;
+	int idx = 0, version, arity;
+	char atom[MAXATOMLEN_UTF8];
+	unsigned long long seq;
+
+	pthread_mutex_lock(&in->lock);
+	if (ei_decode_version(buf, &idx, &version) == 0 &&
+	    ei_decode_tuple_header(buf, &idx, &arity) == 0 && arity == 2 &&
+	    ei_decode_atom(buf, &idx, atom) == 0 && strcmp(atom, "seq") == 0 &&
+	    ei_decode_ulonglong(buf, &idx, &seq) == 0) {
+		if (seq != in->last_seq + 1)
+			in->out_of_order = true;
+		in->last_seq = seq;
+	}
+	in->count++;
+	in->bytes += len;
+	in->last_len = len < sizeof(in->last) ? len : sizeof(in->last);
+	memcpy(in->last, payload, in->last_len);
+	in->has_from = from != NULL;
+	if (from)
+		in->last_from = *from;
+	pthread_cond_broadcast(&in->cond);
+	pthread_mutex_unlock(&in->lock);
+}
+
+static bool inbox_wait(struct inbox *in, size_t count, unsigned ms)
+{
+	struct timespec ts;
+	bool ok;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&in->lock);
+	while (in->count < count &&
+	       pthread_cond_timedwait(&in->cond, &in->lock, &ts) == 0)
+		;
+	ok = in->count >= count;
+	pthread_mutex_unlock(&in->lock);
+	return ok;
+}
+
+static void on_down(void *user, const char *peer, const char *reason)
+{
+	struct env *e = user;
+
+	pthread_mutex_lock(&e->down_lock);
+	e->downs++;
+	snprintf(e->down_reason, sizeof(e->down_reason), "%s", reason);
+	pthread_mutex_unlock(&e->down_lock);
+}
+
+static struct kdist_node *start_node(struct env *e, const char *name,
+				     bool tls, const char *cookie)
+{
+	struct kdist_node *node = NULL;
+	struct kdist_config cfg;
+	char conf[512];
+
+	kdist_config_init(&cfg);
+	cfg.node_name = name;
+	cfg.cookie = cookie;
+	cfg.epmd_port = e->epmd_port;
+	cfg.hidden = true;
+	cfg.log_level = KDIST_LOG_WARN;
+	cfg.net_ticktime = 4;
+	if (tls) {
+		snprintf(conf, sizeof(conf), "%s/dist-tls13.conf", e->certs);
+		cfg.proto = KDIST_PROTO_INET_TLS;
+		cfg.ssl_dist_optfile = conf;
+	} else {
+		cfg.proto = KDIST_PROTO_INET_TCP;
+	}
+	if (kdist_node_create(&cfg, &node) != 0) {
+		print_error("create %s: %s\n", name, kdist_strerror());
+		return NULL;
+	}
+	if (kdist_node_start(node) != 0) {
+		print_error("start %s: %s\n", name, kdist_strerror());
+		kdist_node_destroy(node);
+		return NULL;
+	}
+	return node;
+}
+
+static int env_setup(void **state, bool tls)
+{
+	struct kd_epmd_server_config ec = { .loopback_only = 1 };
+	struct env *e = calloc(1, sizeof(*e));
+	char cmd[600];
+
+	pthread_mutex_init(&e->down_lock, NULL);
+	if (kd_epmd_server_start_config(&ec, &e->epmd) != 0)
+		return -1;
+	e->epmd_port = kd_epmd_server_port(e->epmd);
+	if (tls) {
+		snprintf(e->certs, sizeof(e->certs), "/tmp/kdist-test-node-%d",
+			 (int)getpid());
+		snprintf(cmd, sizeof(cmd), "tests/certs/mkcerts %s >/dev/null",
+			 e->certs);
+		if (system(cmd) != 0)
+			return -1;
+	}
+	e->a = start_node(e, "node_a@localhost", tls, "cookie-one");
+	e->b = start_node(e, "node_b@localhost", tls, "cookie-one");
+	if (!e->a || !e->b)
+		return -1;
+	kdist_set_node_monitor(e->a, NULL, on_down, e);
+	inbox_init(&e->box_b);
+	if (kdist_mailbox_open(e->a, NULL, NULL, NULL, &e->mb_a) ||
+	    kdist_mailbox_open(e->b, "inbox", inbox_receive, &e->box_b,
+			       &e->mb_b))
+		return -1;
+	*state = e;
+	return 0;
+}
+
+static int setup_tcp(void **state)
+{
+	return env_setup(state, false);
+}
+
+static int setup_tls(void **state)
+{
+	return env_setup(state, true);
+}
+
+static int teardown(void **state)
+{
+	struct env *e = *state;
+	char cmd[300];
+
+	kdist_node_destroy(e->a);
+	kdist_node_destroy(e->b);
+	kd_epmd_server_stop(e->epmd);
+	if (e->certs[0]) {
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", e->certs);
+		if (system(cmd) != 0)
+			print_error("cannot remove %s\n", e->certs);
+	}
+	free(e);
+	return 0;
+}
+
+static void encode_seq(ei_x_buff *x, unsigned long long seq)
+{
+	x->index = 0;
+	ei_x_encode_version(x);
+	ei_x_encode_tuple_header(x, 2);
+	ei_x_encode_atom(x, "seq");
+	ei_x_encode_ulonglong(x, seq);
+}
+
+/* Messages queued before the connection exists arrive once, in order. */
+static void node_send_connects_on_demand(void **state)
+{
+	struct env *e = *state;
+	ei_x_buff x;
+
+	ei_x_new(&x);
+	for (unsigned long long i = 1; i <= 500; i++) {
+		encode_seq(&x, i);
+		assert_int_equal(kdist_send_name(e->mb_a, "node_b@localhost",
+						 "inbox", x.buff,
+						 (size_t)x.index),
+				 0);
+	}
+	ei_x_free(&x);
+	assert_true(inbox_wait(&e->box_b, 500, 10000));
+	assert_false(e->box_b.out_of_order);
+	assert_int_equal(e->box_b.last_seq, 500);
+}
+
+static void node_send_reports_sender(void **state)
+{
+	struct env *e = *state;
+	const struct kdist_pid *self = kdist_mailbox_pid(e->mb_a);
+	ei_x_buff x;
+
+	ei_x_new_with_version(&x);
+	ei_x_encode_atom(&x, "hello");
+	assert_int_equal(kdist_connect(e->a, "node_b@localhost", 10000), 0);
+	assert_int_equal(kdist_send_name(e->mb_a, "node_b@localhost", "inbox",
+					 x.buff, (size_t)x.index),
+			 0);
+	assert_true(inbox_wait(&e->box_b, 1, 5000));
+	assert_true(e->box_b.has_from);
+	assert_int_equal(e->box_b.last_from.id, self->id);
+	assert_string_equal(e->box_b.last_from.node, self->node);
+	assert_int_equal(e->box_b.last_len, (size_t)x.index);
+	assert_memory_equal(e->box_b.last, x.buff, (size_t)x.index);
+	ei_x_free(&x);
+}
+
+/* A message above the fragment size goes out in fragments and comes
+ * back whole, between small messages that keep their order. */
+static void node_large_message_fragments(void **state)
+{
+	struct env *e = *state;
+	size_t big = 3 * 1024 * 1024 + 17;
+	char *data = malloc(big);
+	ei_x_buff x;
+
+	for (size_t i = 0; i < big; i++)
+		data[i] = (char)(i * 31);
+	assert_int_equal(kdist_connect(e->a, "node_b@localhost", 10000), 0);
+	ei_x_new(&x);
+	encode_seq(&x, 1);
+	assert_int_equal(kdist_send_name(e->mb_a, "node_b@localhost", "inbox",
+					 x.buff, (size_t)x.index),
+			 0);
+	x.index = 0;
+	ei_x_encode_version(&x);
+	ei_x_encode_binary(&x, data, (long)big);
+	assert_int_equal(kdist_send_name(e->mb_a, "node_b@localhost", "inbox",
+					 x.buff, (size_t)x.index),
+			 0);
+	encode_seq(&x, 2);
+	assert_int_equal(kdist_send_name(e->mb_a, "node_b@localhost", "inbox",
+					 x.buff, (size_t)x.index),
+			 0);
+	assert_true(inbox_wait(&e->box_b, 3, 20000));
+	assert_false(e->box_b.out_of_order);
+	assert_int_equal(e->box_b.last_seq, 2);
+	assert_true(e->box_b.bytes > big);
+	ei_x_free(&x);
+	free(data);
+}
+
+/* The wrong cookie fails the connection on both sides; the good node
+ * pair is unaffected. */
+static void node_wrong_cookie_refused(void **state)
+{
+	struct env *e = *state;
+	struct kdist_node *bad = start_node(e, "node_bad@localhost", false, "wrong");
+	int err;
+
+	assert_non_null(bad);
+	err = kdist_connect(bad, "node_b@localhost", 5000);
+	assert_int_not_equal(err, 0);
+	assert_non_null(strstr(kdist_strerror(), "node_b@localhost"));
+	assert_null(strstr(kdist_strerror(), "cookie-one"));
+	kdist_node_destroy(bad);
+	assert_int_equal(kdist_connect(e->a, "node_b@localhost", 10000), 0);
+}
+
+static void node_unknown_peer_fails(void **state)
+{
+	struct env *e = *state;
+	int err = kdist_connect(e->a, "nobody@localhost", 5000);
+
+	assert_int_equal(err, -ENOENT);
+	assert_non_null(strstr(kdist_strerror(), "nobody"));
+}
+
+/* Disconnecting reports nodedown with its reason, and the next send sets
+ * the connection up again. */
+static void node_disconnect_then_reconnect(void **state)
+{
+	struct env *e = *state;
+	ei_x_buff x;
+
+	assert_int_equal(kdist_connect(e->a, "node_b@localhost", 10000), 0);
+	assert_int_equal(kdist_disconnect(e->a, "node_b@localhost"), 0);
+	for (int i = 0; i < 100 && e->downs == 0; i++)
+		usleep(20000);
+	assert_int_equal(e->downs, 1);
+	assert_non_null(strstr(e->down_reason, "disconnected"));
+
+	ei_x_new(&x);
+	encode_seq(&x, 1);
+	assert_int_equal(kdist_send_name(e->mb_a, "node_b@localhost", "inbox",
+					 x.buff, (size_t)x.index),
+			 0);
+	assert_true(inbox_wait(&e->box_b, 1, 10000));
+	ei_x_free(&x);
+}
+
+/* Both nodes connect to each other at once: one connection survives and
+ * both directions work. */
+static void node_simultaneous_connect(void **state)
+{
+	struct env *e = *state;
+	struct inbox box_a;
+	struct kdist_mailbox *in_a;
+	ei_x_buff x;
+
+	inbox_init(&box_a);
+	assert_int_equal(kdist_mailbox_open(e->a, "inbox", inbox_receive,
+					    &box_a, &in_a),
+			 0);
+	ei_x_new(&x);
+	encode_seq(&x, 1);
+	assert_int_equal(kdist_send_name(e->mb_a, "node_b@localhost", "inbox",
+					 x.buff, (size_t)x.index),
+			 0);
+	assert_int_equal(kdist_send_name(e->mb_b, "node_a@localhost", "inbox",
+					 x.buff, (size_t)x.index),
+			 0);
+	assert_true(inbox_wait(&e->box_b, 1, 10000));
+	assert_true(inbox_wait(&box_a, 1, 10000));
+	ei_x_free(&x);
+	kdist_mailbox_close(in_a, "normal");
+}
+
+/* Without traffic the nodes exchange ticks and stay connected past
+ * net_ticktime (4 s here). */
+static void node_ticks_keep_link(void **state)
+{
+	struct env *e = *state;
+
+	assert_int_equal(kdist_connect(e->a, "node_b@localhost", 10000), 0);
+	sleep(6);
+	assert_int_equal(e->downs, 0);
+}
+
+static void node_payload_must_be_etf(void **state)
+{
+	struct env *e = *state;
+	const char raw[] = "not a term";
+
+	assert_int_equal(kdist_send_name(e->mb_a, "node_b@localhost", "inbox",
+					 raw, sizeof(raw)),
+			 -EINVAL);
+	assert_non_null(strstr(kdist_strerror(), "131"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tcp[] = {
+		cmocka_unit_test_setup_teardown(node_send_connects_on_demand,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_send_reports_sender,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_large_message_fragments,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_wrong_cookie_refused,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_unknown_peer_fails,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_disconnect_then_reconnect,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_simultaneous_connect,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_ticks_keep_link,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_payload_must_be_etf,
+						setup_tcp, teardown),
+	};
+	const struct CMUnitTest tls[] = {
+		cmocka_unit_test_setup_teardown(node_send_connects_on_demand,
+						setup_tls, teardown),
+		cmocka_unit_test_setup_teardown(node_large_message_fragments,
+						setup_tls, teardown),
+		cmocka_unit_test_setup_teardown(node_simultaneous_connect,
+						setup_tls, teardown),
+		cmocka_unit_test_setup_teardown(node_disconnect_then_reconnect,
+						setup_tls, teardown),
+	};
+	int failed = cmocka_run_group_tests_name("node over inet_tcp", tcp,
+						 NULL, NULL);
+
+	failed += cmocka_run_group_tests_name("node over TLS", tls, NULL,
+					      NULL);
+	return failed;
+}
