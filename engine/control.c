@@ -183,6 +183,13 @@ static int walk_bytes(struct etf_walk *w, const struct etf_tag *d,
 	ret = walk_need(w, n + d->fixed);
 	if (ret)
 		return ret;
+	/* Bits used in the last byte: 1 to 8, or 0 for an empty bitstring,
+	 * as ei_decode_bitstring() requires. */
+	if (tag == ERL_BIT_BINARY_EXT &&
+	    (w->buf[w->pos] > 8 || (w->buf[w->pos] == 0) != (n == 0)))
+		return fail(w->err, w->errlen, -EPROTO,
+			    "bitstring at offset %zu has %u bits in its last of %llu bytes, expected 1 to 8",
+			    w->pos, w->buf[w->pos], (unsigned long long)n);
 	w->pos += n + d->fixed;
 	return 0;
 }
@@ -252,18 +259,30 @@ static int walk_new_fun(struct etf_walk *w, struct etf_frame *child)
 	return 0;
 }
 
-/* The old FLOAT_EXT is printf text; ei parses it with sscanf(), which
- * reads past the 31 bytes unless a NUL ends the text inside them. */
+/*
+ * The old FLOAT_EXT is printf text; ei parses it with sscanf(), which
+ * reads past the 31 bytes unless a NUL ends the text inside them. Text
+ * that sscanf() does not take as a number is rejected too, because
+ * ei_skip_term() (erl_interface 5.3) ignores a nested element that fails
+ * to decode and then returns success with the index short of the term's
+ * end.
+ */
 static int walk_float_text(struct etf_walk *w, const struct etf_tag *d)
 {
+	const char *text = (const char *)w->buf + w->pos;
 	int ret = walk_need(w, d->fixed);
+	double value;
 
 	if (ret)
 		return ret;
-	if (!memchr(w->buf + w->pos, 0, d->fixed))
+	if (!memchr(text, 0, d->fixed))
 		return fail(w->err, w->errlen, -EPROTO,
 			    "FLOAT_EXT at offset %zu has no NUL within its %u bytes",
 			    w->pos - 1, d->fixed);
+	if (sscanf(text, "%lf", &value) != 1)
+		return fail(w->err, w->errlen, -EPROTO,
+			    "FLOAT_EXT at offset %zu is not a number",
+			    w->pos - 1);
 	w->pos += d->fixed;
 	return 0;
 }

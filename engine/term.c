@@ -1466,6 +1466,7 @@ static int parse_number(struct lexer *lx, bool neg, struct kd_term **out)
 	static const char int64_min[] = "9223372036854775808";
 	struct token *tok = &lx->tok;
 	struct kd_term *t;
+	int ret;
 
 	if (tok->kind == TOK_FLOAT) {
 		t = term_new(KD_TERM_FLOAT, tok->line);
@@ -1492,8 +1493,13 @@ static int parse_number(struct lexer *lx, bool neg, struct kd_term **out)
 	}
 	if (!t)
 		return nomem(lx);
+	ret = lex_next(lx);
+	if (ret < 0) {
+		kd_term_free(t);
+		return ret;
+	}
 	*out = t;
-	return lex_next(lx);
+	return 0;
 }
 
 static int parse_signed(struct lexer *lx, struct kd_term **out)
