@@ -267,8 +267,11 @@ static void hsconn_fail(struct kd_hsconn *c, int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
-	kd_err("conn %s%s%s: %s", c->peer[0] ? c->peer : c->addr,
-	       c->peer[0] ? " " : "", c->peer[0] ? c->addr : "", reason);
+	if (c->initiator && strcmp(c->hs.status, "nok") == 0)
+		c->lost_race = true;
+	kd_log(c->lost_race ? KD_LOG_INFO : KD_LOG_ERROR, "conn %s%s%s: %s",
+	       c->peer[0] ? c->peer : c->addr, c->peer[0] ? " " : "",
+	       c->peer[0] ? c->addr : "", reason);
 
 	if (!c->peer[0])
 		return;
@@ -498,6 +501,7 @@ static enum kd_hs_status hsconn_check_peer(void *user, const char *peer,
 		st = KD_HS_STATUS_NOK; /* the peer is already connecting */
 	} else if (p->state == KD_PEER_CONNECTING) {
 		st = kd_hs_simultaneous_status(node->name, peer);
+		c->lost_race = st == KD_HS_STATUS_NOK;
 		if (st == KD_HS_STATUS_OK_SIMULTANEOUS) {
 			/* The peer wins: drop our own attempt, keep the
 			 * queue for this connection. */

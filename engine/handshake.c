@@ -199,7 +199,7 @@ hs_fail(struct kd_hs *hs, int err, const char *fmt, ...)
 		 peer_label(hs), reason);
 	hs->state = KD_HS_FAILED;
 	wipe_secrets(hs);
-	kd_err("%s", hs->error);
+	/* The caller logs the failure once, with the connection's address. */
 	return kd_fail(err, "%s", hs->error);
 }
 

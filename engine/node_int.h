@@ -148,6 +148,7 @@ struct kd_hsconn {
 	size_t out_len, out_off;
 	uint64_t deadline_ns;
 	bool failed;
+	bool lost_race; /* ended by a simultaneous connect, not an error */
 	struct kd_hsconn *next;
 };
 
