@@ -1929,8 +1929,8 @@ static void bench_write_outputs(struct bench *b)
 		write_chart(b);
 	}
 	write_json(b);
-	printf("\nbench: results in %s (bench.csv, bench.json, bench.png, "
-	       "summary.txt, logs/)\n", b->out);
+	printf("\nbench: results in %s (%s, bench.json, summary.txt, logs/)\n",
+	       b->out, b->o.soak ? "soak.csv" : "bench.csv, bench.png");
 }
 
 int cmd_bench(int argc, char **argv)
