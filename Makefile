@@ -4,7 +4,7 @@
 
 CC      ?= cc
 EI_DIR  := $(firstword $(wildcard /usr/lib/erlang/lib/erl_interface-*))
-BUILD   := build
+BUILD   := build$(if $(filter 1,$(ASAN)),-asan)$(if $(filter 1,$(UBSAN)),-ubsan)$(if $(filter 1,$(TSAN)),-tsan)
 
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Wshadow -Wno-unused-parameter -Wno-format-truncation \

@@ -1036,9 +1036,8 @@ static void control_connected(struct kdist_node *node, struct kd_cmd *cmd)
 
 static void log_session_summary(struct kd_session *s, const char *why)
 {
-	struct kd_link_stats st;
+	const struct kd_link_stats st = s->final_stats;
 
-	kd_link_get_stats(s->link, &st);
 	kd_info("conn %s: down (%s): %s %s path=%s (%s) in=%llu bytes/%llu "
 		"msgs out=%llu bytes/%llu msgs ticks in=%llu out=%llu",
 		s->peer_name, why, s->tls_version[0] ? s->tls_version : "tcp",

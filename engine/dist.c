@@ -350,6 +350,7 @@ static void session_closed(void *user, struct kd_link *link, int err,
 	struct kd_cmd *cmd = calloc(1, sizeof(*cmd));
 
 	s->close_err = err;
+	kd_link_get_stats(link, &s->final_stats);
 	snprintf(s->close_reason, sizeof(s->close_reason), "%s",
 		 reason ? reason : "closed");
 	if (!cmd) {

@@ -92,6 +92,9 @@ struct kd_session {
 	atomic_bool unknown_logged;
 	int close_err;
 	char close_reason[160];
+	/* Taken in the closed callback, while the link's thread still
+	 * exists, for the summary line. */
+	struct kd_link_stats final_stats;
 };
 
 enum kd_peer_state {

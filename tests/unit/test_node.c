@@ -117,6 +117,16 @@ static void on_down(void *user, const char *peer, const char *reason)
 	pthread_mutex_unlock(&e->down_lock);
 }
 
+static int down_count(struct env *e)
+{
+	int n;
+
+	pthread_mutex_lock(&e->down_lock);
+	n = e->downs;
+	pthread_mutex_unlock(&e->down_lock);
+	return n;
+}
+
 static struct kdist_node *start_node(struct env *e, const char *name,
 				     bool tls, const char *cookie)
 {
@@ -329,10 +339,12 @@ static void node_disconnect_then_reconnect(void **state)
 
 	assert_int_equal(kdist_connect(e->a, "node_b@localhost", 10000), 0);
 	assert_int_equal(kdist_disconnect(e->a, "node_b@localhost"), 0);
-	for (int i = 0; i < 100 && e->downs == 0; i++)
+	for (int i = 0; i < 100 && down_count(e) == 0; i++)
 		usleep(20000);
+	pthread_mutex_lock(&e->down_lock);
 	assert_int_equal(e->downs, 1);
 	assert_non_null(strstr(e->down_reason, "disconnected"));
+	pthread_mutex_unlock(&e->down_lock);
 
 	ei_x_new(&x);
 	encode_seq(&x, 1);
@@ -378,7 +390,7 @@ static void node_ticks_keep_link(void **state)
 
 	assert_int_equal(kdist_connect(e->a, "node_b@localhost", 10000), 0);
 	sleep(6);
-	assert_int_equal(e->downs, 0);
+	assert_int_equal(down_count(e), 0);
 }
 
 static void node_payload_must_be_etf(void **state)
