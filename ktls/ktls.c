@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +59,8 @@
 #define KD_HS_NEW_SESSION_TICKET 4
 #define KD_HS_KEY_UPDATE 24
 #define KD_HS_HELLO_REQUEST 0
+#define KD_HS_CLIENT_HELLO 1
+#define KD_KEY_UPDATE_WAIT_MS 5000
 #define KD_MAX_RECORD 16384
 
 /* TLS 1.3 traffic secrets captured from the keylog callback. */
@@ -652,6 +655,11 @@ static int kd_install_rx(int fd, struct kd_ktls_state *st, char *why,
 	return ret;
 }
 
+bool kd_ktls_rx_key_pending(const struct kd_ktls_state *st)
+{
+	return st->rx_rekey_pending;
+}
+
 int kd_ktls_rx_rekey(int fd, struct kd_ktls_state *st, char *why,
 		     size_t whylen)
 {
@@ -681,9 +689,17 @@ static int kd_send_key_update(int fd, bool request_peer)
 	cmsg->cmsg_type = TLS_SET_RECORD_TYPE;
 	cmsg->cmsg_len = CMSG_LEN(sizeof(uint8_t));
 	*CMSG_DATA(cmsg) = KD_REC_HANDSHAKE;
-	do
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+
 		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
+		if (n >= 0 || (errno != EAGAIN && errno != EINTR))
+			break;
+		/* The socket is non-blocking and its send buffer is full. */
+		if (errno == EAGAIN &&
+		    poll(&pfd, 1, KD_KEY_UPDATE_WAIT_MS) == 0)
+			return -ETIMEDOUT;
+	}
 	if (n < 0)
 		return -errno;
 	return n == (ssize_t)sizeof(body) ? 0 : -EIO;
@@ -735,10 +751,14 @@ bool kd_ktls_tx_account(struct kd_ktls_state *st, size_t bytes)
 	       st->tx_records >= st->cipher->max_records;
 }
 
-/* The peer's KeyUpdate: next RX key, and our own KeyUpdate if requested. */
+/*
+ * The peer's KeyUpdate: next RX key, and our own KeyUpdate if requested,
+ * sent here when @reply is NULL and left to the caller through *@reply
+ * otherwise.
+ */
 static int kd_recv_key_update(int fd, struct kd_ktls_state *st,
-			      const uint8_t *body, size_t len, char *why,
-			      size_t whylen)
+			      const uint8_t *body, size_t len, bool *reply,
+			      char *why, size_t whylen)
 {
 	int ret;
 
@@ -763,13 +783,17 @@ static int kd_recv_key_update(int fd, struct kd_ktls_state *st,
 	ret = kd_install_rx(fd, st, why, whylen);
 	if (ret || !body[0])
 		return ret;
+	if (reply) {
+		*reply = true;
+		return 0;
+	}
 	return kd_ktls_tx_rekey(fd, st, false, why, whylen);
 }
 
 /* Walks the handshake messages of one record (none may span records). */
 static int kd_recv_handshake(int fd, struct kd_ktls_state *st,
-			     const uint8_t *data, size_t len, char *why,
-			     size_t whylen)
+			     const uint8_t *data, size_t len, bool *reply,
+			     char *why, size_t whylen)
 {
 	while (len) {
 		size_t mlen;
@@ -793,10 +817,13 @@ static int kd_recv_handshake(int fd, struct kd_ktls_state *st,
 				snprintf(why, whylen, "KeyUpdate not at the end of its record");
 				return -EPROTO;
 			}
-			return kd_recv_key_update(fd, st, data + 4, mlen, why,
-						  whylen);
+			return kd_recv_key_update(fd, st, data + 4, mlen,
+						  reply, why, whylen);
 		case KD_HS_HELLO_REQUEST:
 			snprintf(why, whylen, "peer requested a TLS renegotiation, which kernel TLS cannot follow");
+			return -EOPNOTSUPP;
+		case KD_HS_CLIENT_HELLO:
+			snprintf(why, whylen, "peer started a TLS renegotiation (ClientHello), which kernel TLS cannot follow; use TLS 1.3 or ktls=auto");
 			return -EOPNOTSUPP;
 		default:
 			snprintf(why, whylen, "unexpected handshake message type %u after the handshake",
@@ -813,11 +840,20 @@ int kd_ktls_handle_record(int fd, struct kd_ktls_state *st,
 			  uint8_t record_type, const uint8_t *data,
 			  size_t len, char *why, size_t whylen)
 {
+	return kd_ktls_handle_record_defer(fd, st, record_type, data, len,
+					   NULL, why, whylen);
+}
+
+int kd_ktls_handle_record_defer(int fd, struct kd_ktls_state *st,
+				uint8_t record_type, const uint8_t *data,
+				size_t len, bool *reply, char *why,
+				size_t whylen)
+{
 	switch (record_type) {
 	case KD_REC_ALERT:
 		return kd_recv_alert(data, len, why, whylen);
 	case KD_REC_HANDSHAKE:
-		return kd_recv_handshake(fd, st, data, len, why, whylen);
+		return kd_recv_handshake(fd, st, data, len, reply, why, whylen);
 	default:
 		snprintf(why, whylen, "unexpected TLS record type %u after the handshake",
 			 record_type);
@@ -898,6 +934,10 @@ ssize_t kd_ktls_recv(int fd, struct kd_ktls_state *st, void *buf, size_t len,
 			if (ret)
 				goto err_errno;
 			continue;
+		}
+		if (n < 0 && errno == EAGAIN) {
+			snprintf(why, whylen, "nothing to read yet");
+			return -EAGAIN; /* errno stays EAGAIN */
 		}
 		if (n < 0) {
 			snprintf(why, whylen, "recvmsg on kernel TLS socket failed: %s",

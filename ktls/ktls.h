@@ -82,6 +82,18 @@ int kd_ktls_handle_record(int fd, struct kd_ktls_state *st,
 			  uint8_t record_type, const uint8_t *data,
 			  size_t len, char *why, size_t whylen);
 /*
+ * Same as kd_ktls_handle_record(), except that a KeyUpdate asking for ours
+ * installs the next receive key and sets *@reply instead of sending our
+ * KeyUpdate; the caller then calls kd_ktls_tx_rekey(..., false, ...) as
+ * soon as it has no send in flight. For the data loop, whose sends are
+ * asynchronous.
+ */
+int kd_ktls_handle_record_defer(int fd, struct kd_ktls_state *st,
+				uint8_t record_type, const uint8_t *data,
+				size_t len, bool *reply, char *why,
+				size_t whylen);
+
+/*
  * Contract for the KeyUpdate handling in kd_ktls_handle_record() and for
  * kd_ktls_tx_rekey(): the caller has no send of its own in flight on @fd
  * while they run, because the KeyUpdate record must leave under the old
@@ -91,6 +103,11 @@ int kd_ktls_handle_record(int fd, struct kd_ktls_state *st,
 /* After EKEYEXPIRED on receive: installs the next receive key. */
 int kd_ktls_rx_rekey(int fd, struct kd_ktls_state *st, char *why,
 		     size_t whylen);
+
+/* True between reading the peer's KeyUpdate and installing the next
+ * receive key; false when an EKEYEXPIRED arrives after the install (a
+ * receive the kernel had already failed before the key changed). */
+bool kd_ktls_rx_key_pending(const struct kd_ktls_state *st);
 
 /*
  * Sends our own KeyUpdate (update_requested when @request_peer) under the
@@ -104,16 +121,17 @@ int kd_ktls_tx_rekey(int fd, struct kd_ktls_state *st, bool request_peer,
  * Counts the records that a send of @bytes plaintext may produce (one per
  * started 16 KiB, an upper bound) and returns true once the transmit key
  * has reached its AEAD usage limit (2^24.5 records for AES-GCM in TLS 1.3),
- * when the caller must call kd_ktls_tx_rekey(..., false, ...).
- * TODO: the data loop does not call this yet, so a kernel-TLS connection
- * never starts its own KeyUpdate at the AES-GCM usage limit.
+ * when the caller must call kd_ktls_tx_rekey(..., false, ...). The data
+ * loop counts every send and rekeys before the next one.
  */
 bool kd_ktls_tx_account(struct kd_ktls_state *st, size_t bytes);
 
 /* Reads plaintext through a kernel-TLS socket during the distribution
  * handshake, handling control records as above. Same return conventions as
  * recvmsg: bytes read, 0 for an orderly close (close_notify included), or
- * -1 with errno and @why set. */
+ * -1 with errno and @why set. On a non-blocking socket with nothing to
+ * read it returns -EAGAIN with errno EAGAIN, so that callers testing
+ * errno and callers comparing the result with -EAGAIN both wait. */
 ssize_t kd_ktls_recv(int fd, struct kd_ktls_state *st, void *buf, size_t len,
 		     char *why, size_t whylen);
 

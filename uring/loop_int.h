@@ -173,13 +173,19 @@ struct kd_link {
 	struct msghdr tx_msg;
 
 	/* KD_PATH_USER_TLS. */
-	BIO *rbio, *wbio;
+	BIO *rbio, *wbio; /* one link BIO, held by ssl */
+	const uint8_t *rx_ct; /* received ciphertext lent to the link BIO */
+	size_t rx_ct_len;
 	uint8_t *plain;
 	struct kd_ctbuf ct[KD_CT_BUFS];
 	struct kd_ctbuf *ct_fill; /* receives the write BIO's output */
 	struct kd_ctbuf *ct_send; /* in flight, or NULL */
 	int alert_sent, alert_received; /* -1: none */
 	void (*prev_info_cb)(const SSL *ssl, int where, int ret);
+
+	/* KD_PATH_KERNEL_TLS. */
+	bool tx_rekey_due;	    /* our KeyUpdate goes before the next send */
+	unsigned rx_stale_expired; /* EKEYEXPIRED after the key changed */
 };
 
 /* loop.c */
@@ -197,6 +203,8 @@ void kd_bufs_free(struct kd_thread *t);
 void kd_recv_arm(struct kd_link *l);
 void kd_recv_complete(struct kd_link *l, struct io_uring_cqe *cqe);
 int kd_rx_parse(struct kd_link *l, const uint8_t *p, size_t n);
+size_t kd_rx_assembly_space(struct kd_link *l, uint8_t **dst);
+int kd_rx_assembly_commit(struct kd_link *l, size_t n);
 void kd_rx_eof(struct kd_link *l, const char *orderly);
 
 /* sendq.c */
@@ -207,6 +215,7 @@ struct kd_chunk *kd_sendq_take(struct kd_link *l);
 void kd_sendq_consumed(struct kd_link *l, size_t n);
 void kd_sendq_check_writable(struct kd_link *l);
 void kd_sendq_free(struct kd_link *l);
+int kd_sendq_rekey(struct kd_link *l);
 
 /* record_user.c */
 int kd_user_tls_init(struct kd_link *l);

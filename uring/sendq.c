@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ktls.h"
 #include "log.h"
 
 static struct kd_chunk *chunk_get(struct kd_link *l)
@@ -222,6 +223,34 @@ void kd_sendq_check_writable(struct kd_link *l)
 		l->cb.writable(l->user, l);
 }
 
+/* Counts the records a send of the first @n iovecs may make; true once
+ * the transmit key has reached its usage limit. */
+static bool ktls_account(struct kd_link *l, unsigned n)
+{
+	size_t bytes = 0;
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		bytes += l->tx_iov[i].iov_len;
+	return kd_ktls_tx_account(l->ktls, bytes);
+}
+
+/*
+ * Sends our KeyUpdate and installs the next transmit key, with no send in
+ * flight: the peer asked for it, or the key reached its usage limit.
+ */
+int kd_sendq_rekey(struct kd_link *l)
+{
+	char why[160] = "";
+	int ret;
+
+	l->tx_rekey_due = false;
+	ret = kd_ktls_tx_rekey(l->fd, l->ktls, false, why, sizeof(why));
+	if (ret < 0)
+		kd_link_fail(l, ret, "TLS transmit rekey failed: %s", why);
+	return ret;
+}
+
 static void plain_submit(struct kd_link *l)
 {
 	struct io_uring_sqe *sqe;
@@ -237,6 +266,8 @@ static void plain_submit(struct kd_link *l)
 	memset(&l->tx_msg, 0, sizeof(l->tx_msg));
 	l->tx_msg.msg_iov = l->tx_iov;
 	l->tx_msg.msg_iovlen = n;
+	if (l->path == KD_PATH_KERNEL_TLS && ktls_account(l, n))
+		l->tx_rekey_due = true;
 
 	/* No MSG_WAITALL: kernel TLS rejects it, so short sends resubmit. */
 	sqe = kd_thread_sqe(l->thread);
@@ -305,6 +336,9 @@ void kd_sendq_flush(struct kd_link *l)
 		kd_sendq_check_writable(l);
 		return;
 	}
+	if (l->path == KD_PATH_KERNEL_TLS && l->tx_rekey_due &&
+	    kd_sendq_rekey(l) < 0)
+		return;
 	if (l->path == KD_PATH_USER_TLS) {
 		tls_flush(l);
 	} else if (kd_sendq_take(l)) {

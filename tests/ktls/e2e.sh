@@ -130,14 +130,14 @@ check_path() {
 # options file, -ktls MODE. Sets VAR_NODE, VAR_ERR and VAR_PID.
 start_knode() {
 	KD_CONF=$KD_CERTS/any.conf
-	start_kdist "$1" -ktls "$2"
+	start_kdist "$1" -ktls "$2" $KARGS
 	eval "${1}_NODE=\$KD_NODE ${1}_ERR=\$KD_ERR ${1}_PID=\$KD_PID ${1}_PORT=\$KD_PORT"
 }
 
 # kping NODE MODE LOGNAME: kdist ping (a kdist initiator) with the
 # current KD_CONF and -ktls MODE; keeps its stderr as LOGNAME.
 kping() {
-	kdist_client ping "$1" -count 50 -ktls "$2"
+	kdist_client ping "$1" -count 50 -ktls "$2" $KARGS -timeout 60000
 	rc=$?
 	cp "$KD_TMP/log/client.err" "$KD_TMP/log/$3"
 	[ $rc -eq 0 ] || fail "kdist ping $1 -ktls $2: $(tail -n 2 "$KD_TMP/log/client.err")"
@@ -149,9 +149,17 @@ client_peer_line() {
 		fail "no initiator line for $2 in $1: $(grep 'conn ' "$KD_TMP/log/$1" | head -n 2)"
 }
 
+# kd_ebin_ktls OTP: KD_EBIN with ktls_peer.beam for release OTP; the
+# VM passes beams the host compiled (KDIST_KTLS_EBIN), as erlc is slow
+# under emulation.
 kd_ebin_ktls() {
-	kd_ebin "$1"
+	if [ "$1" = 25 ] && [ -f "${KDIST_KTLS_EBIN:-/nonexistent}/ktls_peer.beam" ]; then
+		KD_EBIN=$KDIST_KTLS_EBIN
+		return
+	fi
+	KD_EBIN=$KD_TMP/kebin-$1
 	[ -f "$KD_EBIN/ktls_peer.beam" ] && return
+	mkdir -p "$KD_EBIN"
 	if [ "$1" = 25 ]; then
 		erlc -o "$KD_EBIN" "$HERE/ktls_peer.erl"
 	else
@@ -160,31 +168,44 @@ kd_ebin_ktls() {
 	fi >>"$KD_TMP/log/erlc-$1" 2>&1 || fail "erlc ktls_peer.erl for OTP $1 failed"
 }
 
-# start_peer OTP NAME NODES...: an erl node running ktls_peer traffic
-# against each kdist node; waits until it serves its inbox.
-start_peer() {
+# spawn_peer OTP NAME NODES...: an erl node running ktls_peer traffic
+# against each kdist node, in the background; sets PEER_PID.
+spawn_peer() {
 	otp=$1
 	name=$2
 	shift 2
 	kd_ebin_ktls "$otp"
-	log=$KD_TMP/log/erl-$name
 	: >"$KD_TMP/$name.inbox"
-	# shellcheck disable=SC2046
+	# shellcheck disable=SC2046,SC2086
 	"$(kd_erl_bin "$otp")" -noshell -sname "$name" -setcookie "$KD_COOKIE" \
-		$(kd_dist_args) -pa "$KD_EBIN" \
-		-run ktls_peer main traffic "$KD_TMP/$name.inbox" "$@" >"$log" 2>&1 &
+		$(kd_dist_args) $ERL_ARGS -pa "$KD_EBIN" \
+		-run ktls_peer main traffic "$KD_TMP/$name.inbox" "$@" \
+		>"$KD_TMP/log/erl-$name" 2>&1 &
 	PEER_PID=$!
 	kd_track $PEER_PID
+}
+
+# wait_peer NAME PID: waits until the peer serves its inbox after its
+# traffic checks passed.
+wait_peer() {
+	name=$1
+	PEER_PID=$2
+	log=$KD_TMP/log/erl-$name
 	PEER_NODE=$name@$KD_HOST
-	tries=2400
+	tries=3000
 	until grep -q 'ktls_peer: serving' "$log" 2>/dev/null; do
 		kill -0 $PEER_PID 2>/dev/null ||
 			fail "erl $name: $(grep 'ktls_peer:' "$log" | tail -n 2) $(tail -n 2 "$log")"
 		tries=$((tries - 1))
-		[ $tries -gt 0 ] || fail "erl $name not serving after 240 s"
+		[ $tries -gt 0 ] || fail "erl $name not serving after 300 s"
 		sleep 0.1
 	done
 	grep 'ktls_peer: traffic' "$log" | sed 's/^/#   /'
+}
+
+start_peer() {
+	spawn_peer "$@"
+	wait_peer "$2" "$PEER_PID"
 }
 
 stop_pid() {
@@ -193,6 +214,10 @@ stop_pid() {
 }
 
 # --- nodes ---------------------------------------------------------------------
+
+# Handshakes and replies take seconds under emulation: generous limits.
+KARGS="-handshake_timeout 60000"
+ERL_ARGS="-kernel net_setuptime 120"
 
 kconf any "'tlsv1.3', 'tlsv1.2'" "" ""
 start_knode KAUTO auto
@@ -224,7 +249,13 @@ if [ $KTLS = 1 ] && [ ! -w "$KD_OTP27_ROOT" ]; then
 	OTPS=25
 fi
 
+# All peers start at once (erl starts slowly under emulation); the
+# tls_stat deltas cover the whole section.
+stat_snap a
+nodes=$KAUTO_NODE
+[ $KTLS = 1 ] && nodes="$KAUTO_NODE $KON_NODE"
 n=0
+peers=
 for c in $CASES; do
 	ver=${c%%:*}
 	rest=${c#*:}
@@ -234,82 +265,91 @@ for c in $CASES; do
 	KD_CONF=$KD_CERTS/$ver-$ciph.conf
 	for otp in $OTPS; do
 		n=$((n + 1))
-		stat_snap "a$n"
-		nodes=$KAUTO_NODE
-		[ $KTLS = 1 ] && nodes="$KAUTO_NODE $KON_NODE"
 		# shellcheck disable=SC2086
-		start_peer "$otp" "p$n$ver$ciph" $nodes
-		for mode in $MODES; do
-			want=$(expect_path "$mode" "$ver" "$ciph")
-			[ "$mode" = auto ] && log=$KAUTO_ERR || log=$KON_ERR
-			[ "$mode" = auto ] && node=$KAUTO_NODE || node=$KON_NODE
-			# erl -> kdist (kdist accepts), checked by ktls_peer traffic.
-			check_path "$log" "$PEER_NODE" acceptor "$want"
-			# kdist -> erl (kdist initiates).
-			kping "$PEER_NODE" "$mode" "ping-$n-$mode-erl"
-			check_path "$KD_TMP/log/ping-$n-$mode-erl" "$PEER_NODE" initiator "$want"
-			# kdist -> kdist: both roles are kdist.
-			kping "$node" "$mode" "ping-$n-$mode-kdist"
-			check_path "$KD_TMP/log/ping-$n-$mode-kdist" "$node" initiator "$want"
-			kdist_client send "$PEER_NODE" inbox "{kcase, $n, '$mode', <<\"$suite\">>}" ||
-				fail "kdist send to $PEER_NODE: $(tail -n 1 "$KD_TMP/log/client.err")"
-		done
-		for mode in $MODES; do
-			wait_for "$KD_TMP/p$n$ver$ciph.inbox" "{kcase,$n,$mode," 20 ||
-				fail "$ver $ciph: erl inbox lacks the -ktls $mode message: $(cat "$KD_TMP/p$n$ver$ciph.inbox")"
-		done
-		stop_pid "$PEER_PID"
-		stat_snap "b$n"
-		echo "# $ver $ciph OTP $otp: auto -> $(expect_path auto "$ver" "$ciph")$([ $KTLS = 1 ] && echo ", on -> kernel"); tls_stat:$(stat_line "a$n" "b$n")"
-		[ -n "${KDIST_KTLS_STATS:-}" ] &&
-			echo "$(uname -r) $ver $ciph OTP$otp$(stat_line "a$n" "b$n")" >>"$KDIST_KTLS_STATS"
-		if [ $KTLS = 1 ]; then
-			# Every mode's connections that took the kernel: erl ->
-			# kdist, kdist -> erl, and kdist -> kdist counted on both
-			# ends.
-			kern=0
-			for mode in $MODES; do
-				[ "$(expect_path "$mode" "$ver" "$ciph")" = kernel ] &&
-					kern=$((kern + 4))
-			done
-			tx=$(stat_delta "a$n" "b$n" TlsTxSw)
-			rx=$(stat_delta "a$n" "b$n" TlsRxSw)
-			[ "$tx" -ge "$kern" ] && [ "$rx" -ge "$kern" ] ||
-				fail "$ver $ciph: expected $kern kernel TLS sockets each way, tls_stat shows TlsTxSw+$tx TlsRxSw+$rx"
-			[ "$(stat_delta "a$n" "b$n" TlsDecryptError)" = 0 ] ||
-				fail "$ver $ciph: TlsDecryptError moved"
-		fi
+		spawn_peer "$otp" "p$n$ver$ciph" $nodes
+		peers="$peers $n:$ver:$ciph:$otp:$PEER_PID"
 	done
 done
+kern=0
+for p in $peers; do
+	IFS=: read -r n ver ciph otp pid <<EOF
+$p
+EOF
+	KD_CONF=$KD_CERTS/$ver-$ciph.conf
+	wait_peer "p$n$ver$ciph" "$pid"
+	for mode in $MODES; do
+		want=$(expect_path "$mode" "$ver" "$ciph")
+		[ "$want" = kernel ] && kern=$((kern + 4))
+		[ "$mode" = auto ] && log=$KAUTO_ERR || log=$KON_ERR
+		[ "$mode" = auto ] && node=$KAUTO_NODE || node=$KON_NODE
+		# erl -> kdist (kdist accepts), checked by ktls_peer traffic.
+		check_path "$log" "$PEER_NODE" acceptor "$want"
+		# kdist -> erl (kdist initiates).
+		kping "$PEER_NODE" "$mode" "ping-$n-$mode-erl"
+		check_path "$KD_TMP/log/ping-$n-$mode-erl" "$PEER_NODE" initiator "$want"
+		# kdist -> kdist: both roles are kdist.
+		kping "$node" "$mode" "ping-$n-$mode-kdist"
+		check_path "$KD_TMP/log/ping-$n-$mode-kdist" "$node" initiator "$want"
+		# shellcheck disable=SC2086
+		kdist_client send "$PEER_NODE" inbox "{kcase, $n, '$mode'}" $KARGS ||
+			fail "kdist send to $PEER_NODE: $(tail -n 1 "$KD_TMP/log/client.err")"
+		wait_for "$KD_TMP/p$n$ver$ciph.inbox" "{kcase,$n,$mode}" 60 ||
+			fail "$ver $ciph: erl inbox lacks the -ktls $mode message: $(cat "$KD_TMP/p$n$ver$ciph.inbox")"
+	done
+	stop_pid "$pid"
+	echo "# $ver $ciph OTP $otp: erl -> kdist, kdist -> erl, kdist -> kdist on: auto $(expect_path auto "$ver" "$ciph")$([ $KTLS = 1 ] && echo ", on kernel")"
+done
+stat_snap b
+echo "# 1. tls_stat:$(stat_line a b)"
+[ -n "${KDIST_KTLS_STATS:-}" ] &&
+	echo "$(uname -r) section 1$(stat_line a b)" >>"$KDIST_KTLS_STATS"
+if [ $KTLS = 1 ]; then
+	# erl -> kdist, kdist -> erl, and kdist -> kdist counted on both ends.
+	tx=$(stat_delta a b TlsTxSw)
+	rx=$(stat_delta a b TlsRxSw)
+	[ "$tx" -ge "$kern" ] && [ "$rx" -ge "$kern" ] ||
+		fail "expected $kern kernel TLS sockets each way, tls_stat shows TlsTxSw+$tx TlsRxSw+$rx"
+	[ "$(stat_delta a b TlsDecryptError)" = 0 ] || fail "TlsDecryptError moved"
+fi
 echo "# 1. every version and cipher: traffic intact on the expected paths"
 
 # --- 2. rekeys -----------------------------------------------------------------
 
-# rekey_case NAME NODE ERRLOG WANT: ktls_peer rekey on OTP 25 against NODE
-# with KD_CONF; WANT is "ok" or the reason the connection must die with.
-rekey_case() {
+# spawn_rekey NAME NODE: ktls_peer rekey on OTP 25 against NODE with
+# KD_CONF, in the background; records NAME for check_rekey.
+spawn_rekey() {
 	kd_ebin_ktls 25
-	log=$KD_TMP/log/erl-$1
-	stat_snap "r$1"
-	# shellcheck disable=SC2046
-	timeout 400 erl -noshell -sname "$1" -setcookie "$KD_COOKIE" $(kd_dist_args) \
-		-pa "$KD_EBIN" -run ktls_peer main rekey "$2" 2000 1024 >"$log" 2>&1
-	rc=$?
-	stat_snap "s$1"
-	res=$(grep 'ktls_peer: rekey' "$log" | tail -n 1)
+	# shellcheck disable=SC2046,SC2086
+	(timeout 400 erl -noshell -sname "$1" -setcookie "$KD_COOKIE" \
+		$(kd_dist_args) $ERL_ARGS -pa "$KD_EBIN" \
+		-run ktls_peer main rekey "$2" 2000 1024 >"$KD_TMP/log/erl-$1" 2>&1
+	 echo $? >"$KD_TMP/$1.rc") &
+	kd_track $!
+}
+
+# check_rekey NAME ERRLOG WANT: WANT is "ok" (every message back in
+# order) or words the kdist node's down line must name.
+check_rekey() {
+	tries=4200
+	until [ -s "$KD_TMP/$1.rc" ]; do
+		tries=$((tries - 1))
+		[ $tries -gt 0 ] || fail "$1: no result after 420 s"
+		sleep 0.1
+	done
+	rc=$(cat "$KD_TMP/$1.rc")
+	res=$(grep 'ktls_peer: rekey' "$KD_TMP/log/erl-$1" | tail -n 1)
 	down=
-	wait_for "$3" "conn $1@$KD_HOST: down" 20 &&
-		down=$(grep "conn $1@$KD_HOST: down" "$3" | tail -n 1)
-	echo "#   $1: ${res:-erl status $rc: $(tail -n 1 "$log")}"
+	wait_for "$2" "conn $1@$KD_HOST: down" 30 &&
+		down=$(grep "conn $1@$KD_HOST: down" "$2" | tail -n 1)
+	echo "#   $1: ${res:-erl status $rc: $(tail -n 1 "$KD_TMP/log/erl-$1")}"
 	echo "#   $1: kdist: ${down#*kdist info: }"
-	echo "#   $1: tls_stat:$(stat_line "r$1" "s$1")"
-	if [ "$4" = ok ]; then
-		[ $rc -eq 0 ] || fail "$1: messages lost or out of order across rekeys: $res"
+	if [ "$3" = ok ]; then
+		[ "$rc" -eq 0 ] || fail "$1: messages lost or out of order across rekeys: $res"
 	else
-		[ $rc -ne 0 ] || fail "$1: expected the link to fail ($4), but every message arrived"
+		[ "$rc" -ne 0 ] || fail "$1: expected the link to fail ($3), but every message arrived"
 		case $down in
-		*"$4"*) ;;
-		*) fail "$1: expected a down line naming '$4', got: ${down:-none}" ;;
+		*"$3"*) ;;
+		*) fail "$1: expected a down line naming '$3', got: ${down:-none}" ;;
 		esac
 	fi
 }
@@ -319,25 +359,44 @@ kconf ku13c "'tlsv1.3'" TLS_CHACHA20_POLY1305_SHA256 ", {key_update_at, 100000}"
 kconf rn12 "'tlsv1.2'" ECDHE-ECDSA-AES128-GCM-SHA256 ", {renegotiate_at, 300}"
 
 echo "# 2. rekeys: 2000 x 1 KiB sequence-numbered messages echoed in order"
+stat_snap r
 KD_CONF=$KD_CERTS/ku13.conf
-rekey_case rkauto13 "$KAUTO_NODE" "$KAUTO_ERR" ok
+spawn_rekey rkauto13 "$KAUTO_NODE"
 KD_CONF=$KD_CERTS/ku13c.conf
-rekey_case rkauto13c "$KAUTO_NODE" "$KAUTO_ERR" ok
+spawn_rekey rkauto13c "$KAUTO_NODE"
 KD_CONF=$KD_CERTS/rn12.conf
-rekey_case rkauto12 "$KAUTO_NODE" "$KAUTO_ERR" ok
+spawn_rekey rkauto12 "$KAUTO_NODE"
 if [ $KTLS = 1 ]; then
 	KD_CONF=$KD_CERTS/ku13.conf
-	if [ $REKEY = 1 ]; then
-		rekey_case rkon13 "$KON_NODE" "$KON_ERR" ok
-	else
-		rekey_case rkon13 "$KON_NODE" "$KON_ERR" "kernel cannot follow before Linux 6.14"
-	fi
+	spawn_rekey rkon13 "$KON_NODE"
 	KD_CONF=$KD_CERTS/rn12.conf
-	rekey_case rkon12 "$KON_NODE" "$KON_ERR" "renegotiation"
+	spawn_rekey rkon12 "$KON_NODE"
+fi
+check_rekey rkauto13 "$KAUTO_ERR" ok
+check_rekey rkauto13c "$KAUTO_ERR" ok
+check_rekey rkauto12 "$KAUTO_ERR" ok
+if [ $KTLS = 1 ]; then
+	if [ $REKEY = 1 ]; then
+		check_rekey rkon13 "$KON_ERR" ok
+	else
+		check_rekey rkon13 "$KON_ERR" "kernel cannot follow a TLS 1.3 KeyUpdate before Linux 6.14"
+	fi
+	check_rekey rkon12 "$KON_ERR" "renegotiation"
 	KD_CONF=$KD_CERTS/any.conf
 	kping "$KON_NODE" on ping-after-rekey
+	echo "#   the -ktls on node still serves new connections"
 else
 	echo "#   skip -ktls on rekey cases: no kernel TLS on $(uname -r)"
+fi
+stat_snap s
+echo "# 2. tls_stat:$(stat_line r s)"
+[ -n "${KDIST_KTLS_STATS:-}" ] &&
+	echo "$(uname -r) section 2$(stat_line r s)" >>"$KDIST_KTLS_STATS"
+if [ $KTLS = 1 ] && [ $REKEY = 1 ]; then
+	[ "$(stat_delta r s TlsRxRekeyOk)" -gt 0 ] ||
+		fail "no TLS 1.3 receive rekey in tls_stat (TlsRxRekeyOk)"
+	[ "$(stat_delta r s TlsTxRekeyOk)" -gt 0 ] ||
+		fail "no TLS 1.3 transmit rekey in tls_stat (TlsTxRekeyOk)"
 fi
 
 # --- 3. spoiled streams ----------------------------------------------------------
@@ -345,7 +404,7 @@ fi
 echo "# 3. a tampered record, a truncated record, close_notify mid-stream"
 kconf chacha13 "'tlsv1.3'" TLS_CHACHA20_POLY1305_SHA256 ""
 KD_CONF=$KD_CERTS/chacha13.conf
-start_kdist kbad -ktls auto
+start_kdist kbad -ktls auto $KARGS
 bad_err=$KD_ERR
 bad_node=$KD_NODE
 bad_port=$KD_PORT
