@@ -287,6 +287,72 @@ static int walk_float_text(struct etf_walk *w, const struct etf_tag *d)
 	return 0;
 }
 
+static int etf_walk(struct etf_walk *w);
+
+/* Kinds of a fun's leading parts. ei decodes them with fixed types and,
+ * in erl_interface 5.3, leaks memory or stops short of the term's end on
+ * any other, so the validator checks them. */
+enum fun_part { PART_ATOM, PART_INT, PART_SMALL_INT, PART_PID };
+
+static bool tag_is_part(uint8_t tag, enum fun_part part)
+{
+	switch (part) {
+	case PART_ATOM:
+		return tag == ERL_ATOM_EXT || tag == ERL_SMALL_ATOM_EXT ||
+		       tag == ERL_ATOM_UTF8_EXT ||
+		       tag == ERL_SMALL_ATOM_UTF8_EXT;
+	case PART_INT:
+		return tag == ERL_SMALL_INTEGER_EXT || tag == ERL_INTEGER_EXT;
+	case PART_SMALL_INT:
+		return tag == ERL_SMALL_INTEGER_EXT;
+	case PART_PID:
+		return tag == ERL_PID_EXT || tag == ERL_NEW_PID_EXT;
+	}
+	return false;
+}
+
+/* Checks the @n parts starting at the walker's position, without moving
+ * it. Each part is a leaf term, so the nested walk stays shallow. */
+static int walk_fun_parts(struct etf_walk *w, const enum fun_part *parts,
+			  size_t n)
+{
+	size_t pos = w->pos;
+
+	for (size_t i = 0; i < n; i++) {
+		struct etf_walk sub = { w->buf + pos, w->len - pos, 0, w->err,
+					w->errlen };
+		int ret;
+
+		if (pos >= w->len || !tag_is_part(w->buf[pos], parts[i]))
+			return fail(w->err, w->errlen, -EPROTO,
+				    "fun part %zu at offset %zu has the wrong type",
+				    i + 1, pos);
+		ret = etf_walk(&sub);
+		if (ret)
+			return ret;
+		pos += sub.pos;
+	}
+	return 0;
+}
+
+static int walk_fun_head(struct etf_walk *w, uint8_t tag)
+{
+	static const enum fun_part export_parts[] = { PART_ATOM, PART_ATOM,
+						      PART_SMALL_INT };
+	static const enum fun_part new_fun_parts[] = { PART_ATOM, PART_INT,
+						       PART_INT, PART_PID };
+	static const enum fun_part old_fun_parts[] = { PART_PID, PART_ATOM,
+						       PART_INT, PART_INT };
+
+	if (tag == ERL_EXPORT_EXT)
+		return walk_fun_parts(w, export_parts, 3);
+	if (tag == ERL_NEW_FUN_EXT)
+		return walk_fun_parts(w, new_fun_parts, 4);
+	if (tag == ERL_FUN_EXT)
+		return walk_fun_parts(w, old_fun_parts, 4);
+	return 0;
+}
+
 /* Reads the fixed part of one term; *@child receives what nests in it. */
 static int walk_term_head(struct etf_walk *w, struct etf_frame *child)
 {
@@ -343,6 +409,9 @@ static int walk_term_head(struct etf_walk *w, struct etf_frame *child)
 			    tag == ETF_COMPRESSED ? " (compressed term)" : "");
 	}
 
+	ret = walk_fun_head(w, tag);
+	if (ret)
+		return ret;
 	/* Every nested term takes at least one byte. */
 	if (child->left > w->len - w->pos)
 		return fail(w->err, w->errlen, -EPROTO,

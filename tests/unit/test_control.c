@@ -1415,9 +1415,31 @@ static void test_encode_rejects_invalid(void **state)
 	ei_x_free(&x);
 }
 
+/* A fun's module, function and arity must have the types ei decodes. */
+static void test_validate_fun_part_types(void **state)
+{
+	static const uint8_t good_export[] = { 113, 119, 1, 'm', 119, 1, 'f',
+					       97, 1 };
+	static const uint8_t int_module[] = { 113, 97, 1, 119, 1, 'f', 97, 1 };
+	static const uint8_t big_arity[] = { 113, 119, 1, 'm', 119, 1, 'f', 98,
+					     0, 0, 0, 1 };
+	size_t len = 0;
+
+	(void)state;
+	assert_int_equal(kd_etf_validate(good_export, sizeof(good_export),
+					 &len),
+			 0);
+	assert_int_equal(len, sizeof(good_export));
+	assert_int_equal(kd_etf_validate(int_module, sizeof(int_module), &len),
+			 -EPROTO);
+	assert_int_equal(kd_etf_validate(big_arity, sizeof(big_arity), &len),
+			 -EPROTO);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_validate_fun_part_types),
 		cmocka_unit_test(test_decode_pass_through_ops),
 		cmocka_unit_test(test_decode_dist_header_ops),
 		cmocka_unit_test(test_decode_old_pid_ext),
