@@ -1,16 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * User-space TLS record path. After the handshake the connection's socket
- * BIO is replaced by two memory BIOs: io_uring moves ciphertext, OpenSSL
- * decrypts what arrives (BIO_write, then SSL_read) and encrypts the send
- * queue (SSL_write, then the write BIO is drained into a ciphertext
- * buffer). Renegotiation (TLS 1.2) and KeyUpdate (TLS 1.3) from the peer
- * happen inside SSL_read and SSL_write. The records they produce leave
- * through the same write BIO, in order with application data.
+ * BIO is replaced by a link BIO: io_uring moves ciphertext, and OpenSSL
+ * reads received records straight out of the provided receive buffer and
+ * writes its records straight into the ciphertext buffer that the next
+ * send takes. A memory BIO pair would copy each byte once more in each
+ * direction. Renegotiation (TLS 1.2) and KeyUpdate (TLS 1.3) from the
+ * peer happen inside SSL_read and SSL_write. The records they produce
+ * leave through the same BIO, in order with application data.
  */
 #include "loop_int.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,9 +26,68 @@
 static int link_ex_index = -1;
 static pthread_once_t link_ex_once = PTHREAD_ONCE_INIT;
 
+static BIO_METHOD *link_bio_method;
+
+static int ctbuf_reserve(struct kd_link *l, struct kd_ctbuf *ct, size_t more);
+
+/*
+ * Serves OpenSSL's reads from the ciphertext that kd_user_tls_receive()
+ * lent (l->rx_ct). OpenSSL keeps a partial record in its own buffer, so an
+ * empty loan means "retry later" and nothing needs to outlive the call.
+ */
+static int link_bio_read(BIO *bio, char *out, int outl)
+{
+	struct kd_link *l = BIO_get_data(bio);
+	size_t n = l->rx_ct_len;
+
+	BIO_clear_retry_flags(bio);
+	if (n == 0) {
+		BIO_set_retry_read(bio);
+		return -1;
+	}
+	if (n > (size_t)outl)
+		n = outl;
+	memcpy(out, l->rx_ct, n);
+	l->rx_ct += n;
+	l->rx_ct_len -= n;
+	return n;
+}
+
+/* Appends OpenSSL's records to the ciphertext buffer being filled. */
+static int link_bio_write(BIO *bio, const char *in, int inl)
+{
+	struct kd_link *l = BIO_get_data(bio);
+	struct kd_ctbuf *ct = l->ct_fill;
+
+	BIO_clear_retry_flags(bio);
+	if (inl <= 0)
+		return 0;
+	if (ctbuf_reserve(l, ct, inl) < 0)
+		return -1;
+	memcpy(ct->data + ct->len, in, inl);
+	ct->len += inl;
+	return inl;
+}
+
+static long link_bio_ctrl(BIO *bio, int cmd, long num, void *ptr)
+{
+	(void)bio;
+	(void)num;
+	(void)ptr;
+	/* Records are complete once written, so a flush has nothing to do. */
+	return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
 static void link_ex_init(void)
 {
 	link_ex_index = SSL_get_ex_new_index(0, "kdist link", NULL, NULL, NULL);
+	link_bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+				       "kdist link");
+	if (!link_bio_method)
+		return;
+	BIO_meth_set_read(link_bio_method, link_bio_read);
+	BIO_meth_set_write(link_bio_method, link_bio_write);
+	BIO_meth_set_ctrl(link_bio_method, link_bio_ctrl);
 }
 
 /* Remembers the last alert in each direction for the close reason. */
@@ -64,8 +125,9 @@ int kd_user_tls_init(struct kd_link *l)
 	unsigned i;
 
 	pthread_once(&link_ex_once, link_ex_init);
-	if (link_ex_index < 0)
-		return kd_fail(ENOMEM, "loop: SSL_get_ex_new_index failed");
+	if (link_ex_index < 0 || !link_bio_method)
+		return kd_fail(ENOMEM,
+			       "loop: SSL_get_ex_new_index or BIO_meth_new failed");
 	if (!SSL_is_init_finished(l->ssl))
 		return kd_fail(EINVAL,
 			       "loop: attach %s: the TLS handshake has not finished",
@@ -77,13 +139,14 @@ int kd_user_tls_init(struct kd_link *l)
 			       l->peer);
 
 	l->plain = malloc(KD_TLS_PLAIN_SIZE);
-	l->rbio = BIO_new(BIO_s_mem());
-	l->wbio = BIO_new(BIO_s_mem());
-	if (!l->plain || !l->rbio || !l->wbio)
-		goto err_free_bios;
-	/* An empty read BIO means "retry later", not end of file. */
-	BIO_set_mem_eof_return(l->rbio, -1);
+	l->rbio = BIO_new(link_bio_method);
+	if (!l->plain || !l->rbio)
+		goto err_free_bio;
+	BIO_set_data(l->rbio, l);
+	BIO_set_init(l->rbio, 1);
+	l->wbio = l->rbio;
 
+	/* One BIO both ways: SSL_set_bio() takes its single reference. */
 	SSL_set_bio(l->ssl, l->rbio, l->wbio);
 	SSL_clear_mode(l->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE);
 	SSL_set_mode(l->ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -93,8 +156,7 @@ int kd_user_tls_init(struct kd_link *l)
 	l->ct_fill = &l->ct[0];
 	return 0;
 
-err_free_bios:
-	BIO_free(l->wbio);
+err_free_bio:
 	BIO_free(l->rbio);
 	free(l->plain);
 	l->rbio = l->wbio = NULL;
@@ -159,24 +221,50 @@ static bool tls_result(struct kd_link *l, int ret, const char *call)
 	}
 }
 
-/* Decrypts @n bytes of received ciphertext and parses the plaintext. */
+/*
+ * Decrypts one record's plaintext to where it belongs: straight into the
+ * packet being assembled when one is, else into l->plain for the parser.
+ * Returns SSL_read's result, or 0 once the link is closing.
+ */
+static int read_record(struct kd_link *l)
+{
+	uint8_t *dst;
+	size_t room;
+	int ret;
+
+	room = kd_rx_assembly_space(l, &dst);
+	if (room == 0) {
+		ret = SSL_read(l->ssl, l->plain, KD_TLS_PLAIN_SIZE);
+		if (ret > 0 && kd_rx_parse(l, l->plain, ret) < 0)
+			return 0;
+		return ret;
+	}
+	if (room > INT_MAX)
+		room = INT_MAX;
+	ret = SSL_read(l->ssl, dst, room);
+	if (ret > 0 && kd_rx_assembly_commit(l, ret) < 0)
+		return 0;
+	return ret;
+}
+
+/*
+ * Decrypts @n bytes of received ciphertext and parses the plaintext. The
+ * link BIO reads @p only during this call; OpenSSL keeps a record's
+ * partial tail in its own buffer.
+ */
 void kd_user_tls_receive(struct kd_link *l, const uint8_t *p, size_t n)
 {
 	int ret;
 
 	ERR_clear_error();
-	if (BIO_write(l->rbio, p, n) != (int)n) {
-		kd_link_fail(l, -ENOMEM, "BIO_write of %zu ciphertext bytes failed", n);
-		return;
-	}
-	for (;;) {
-		ret = SSL_read(l->ssl, l->plain, KD_TLS_PLAIN_SIZE);
-		if (ret <= 0)
-			break;
-		if (kd_rx_parse(l, l->plain, ret) < 0)
-			return;
-	}
-	if (tls_result(l, ret, "SSL_read"))
+	l->rx_ct = p;
+	l->rx_ct_len = n;
+	do {
+		ret = read_record(l);
+	} while (ret > 0);
+	l->rx_ct = NULL;
+	l->rx_ct_len = 0;
+	if (l->dead || tls_result(l, ret, "SSL_read"))
 		return;
 	/* SSL_read may have produced handshake records, and a SSL_write
 	 * that waited for the peer's handshake messages can go on now. */
@@ -203,27 +291,16 @@ static int ctbuf_reserve(struct kd_link *l, struct kd_ctbuf *ct, size_t more)
 	return 0;
 }
 
-/* Moves everything OpenSSL wrote into the buffer the next send takes. */
-static int drain_write_bio(struct kd_link *l)
-{
-	struct kd_ctbuf *ct = l->ct_fill;
-	size_t pending = BIO_ctrl_pending(l->wbio);
-	int got;
-
-	if (pending == 0)
-		return 0;
-	if (ctbuf_reserve(l, ct, pending) < 0)
-		return -ENOMEM;
-	got = BIO_read(l->wbio, ct->data + ct->len, pending);
-	if (got > 0)
-		ct->len += got;
-	return 0;
-}
-
 /*
  * Encrypts queued packets into l->ct_fill, up to KD_TLS_BATCH bytes at a
- * time. SSL_write returns SSL_ERROR_WANT_READ while a renegotiation waits
- * for the peer; the chunk stays queued and the next receive retries it.
+ * time, straight from the queue's chunks: the link BIO appends each record
+ * to l->ct_fill. SSL_write returns SSL_ERROR_WANT_READ while a
+ * renegotiation waits for the peer; the chunk stays queued and the next
+ * receive retries it.
+ *
+ * NOTE: OpenSSL 3.0 still copies the plaintext into its own record buffer
+ * and encrypts it there, so each byte is copied twice on this path (into
+ * the queue by kd_link_send(), then by SSL_write) before the kernel's copy.
  */
 int kd_user_tls_encrypt(struct kd_link *l)
 {
@@ -237,13 +314,11 @@ int kd_user_tls_encrypt(struct kd_link *l)
 		ERR_clear_error();
 		ret = SSL_write(l->ssl, c->data + l->tx_off, c->len - l->tx_off);
 		if (ret <= 0) {
-			if (tls_result(l, ret, "SSL_write"))
+			if (l->dead || tls_result(l, ret, "SSL_write"))
 				return -EPROTO;
 			break;
 		}
 		kd_sendq_consumed(l, ret);
-		if (drain_write_bio(l) < 0)
-			return -ENOMEM;
 	}
-	return drain_write_bio(l);
+	return 0;
 }
