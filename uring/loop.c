@@ -164,8 +164,9 @@ static void link_attach_run(struct kd_link *l)
 
 	list_add(&t->links, l);
 	l->attached = true;
-	kd_info("link %s: attached to data thread %u, %s path", l->peer,
-		t->index, path_names[l->path]);
+	kd_info("link %s: attached to data thread %u, %s path%s", l->peer,
+		t->index, path_names[l->path],
+		l->zc_remote ? ", zero-copy sends" : "");
 
 	if (t->stopping) {
 		kd_link_fail(l, -ESHUTDOWN, "data loop is shutting down");
@@ -632,6 +633,7 @@ int kd_loop_attach(struct kd_loop *loop, const struct kd_link_params *p,
 		ret = kd_user_tls_init(l);
 		if (ret < 0)
 			goto err_free_pending;
+		l->zc_remote = !kd_peer_is_local(l->fd);
 	}
 
 	l->thread = least_loaded(loop);

@@ -32,7 +32,10 @@
 #define KD_TX_IOV_MAX 64	  /* chunks per sendmsg */
 #define KD_TLS_PLAIN_SIZE (64 * 1024)	/* SSL_read destination */
 #define KD_TLS_BATCH (1024 * 1024)	/* plaintext encrypted per send */
-#define KD_ZC_MIN (64 * 1024)	  /* smallest ciphertext sent zero-copy */
+/* Smallest ciphertext sent zero-copy, and only to a peer on another host:
+ * loopback copies the pinned pages anyway, so SEND_ZC only adds the
+ * pinning and the notification. */
+#define KD_ZC_MIN (64 * 1024)
 #define KD_CT_BUFS 4		  /* ciphertext buffers per link */
 #define KD_REASON_MAX 192
 
@@ -157,6 +160,7 @@ struct kd_link {
 	bool finished;	/* closed callback done */
 	bool recv_armed;
 	bool send_busy;
+	bool zc_remote;	/* user TLS to another host: large sends use SEND_ZC */
 	unsigned inflight;	/* requests whose last CQE is still to come */
 	unsigned notifs;	/* zero-copy notifications still to come */
 	int err;
@@ -216,6 +220,8 @@ void kd_sendq_consumed(struct kd_link *l, size_t n);
 void kd_sendq_check_writable(struct kd_link *l);
 void kd_sendq_free(struct kd_link *l);
 int kd_sendq_rekey(struct kd_link *l);
+bool kd_addr_is_local(const struct sockaddr *sa);
+bool kd_peer_is_local(int fd);
 
 /* record_user.c */
 int kd_user_tls_init(struct kd_link *l);

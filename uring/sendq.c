@@ -9,6 +9,8 @@
 #include "loop_int.h"
 
 #include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -277,6 +279,65 @@ static void plain_submit(struct kd_link *l)
 	l->inflight++;
 }
 
+static bool addr_equal(const struct sockaddr *a, const struct sockaddr *b)
+{
+	const struct sockaddr_in6 *a6 = (const void *)a, *b6 = (const void *)b;
+	const struct sockaddr_in *a4 = (const void *)a, *b4 = (const void *)b;
+
+	if (!a || !b || a->sa_family != b->sa_family)
+		return false;
+	if (a->sa_family == AF_INET)
+		return a4->sin_addr.s_addr == b4->sin_addr.s_addr;
+	if (a->sa_family == AF_INET6)
+		return IN6_ARE_ADDR_EQUAL(&a6->sin6_addr, &b6->sin6_addr);
+	return false;
+}
+
+/*
+ * Tells whether @sa is a loopback address: 127.0.0.0/8, ::1 or an
+ * IPv4-mapped 127.0.0.0/8. Any other family (AF_UNIX) is local too.
+ */
+bool kd_addr_is_local(const struct sockaddr *sa)
+{
+	const struct sockaddr_in6 *in6 = (const void *)sa;
+	const struct sockaddr_in *in = (const void *)sa;
+
+	switch (sa->sa_family) {
+	case AF_INET:
+		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	case AF_INET6:
+		if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+			return true;
+		return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) &&
+		       in6->sin6_addr.s6_addr[12] == 127;
+	default:
+		return true;
+	}
+}
+
+/*
+ * Tells whether the peer of @fd runs on this host: a loopback address or
+ * an address of one of this host's interfaces. False when that is unknown.
+ */
+bool kd_peer_is_local(int fd)
+{
+	struct sockaddr_storage peer;
+	socklen_t len = sizeof(peer);
+	struct ifaddrs *ifs, *ifa;
+	bool local = false;
+
+	if (getpeername(fd, (struct sockaddr *)&peer, &len) < 0)
+		return false;
+	if (kd_addr_is_local((struct sockaddr *)&peer))
+		return true;
+	if (getifaddrs(&ifs) < 0)
+		return false;
+	for (ifa = ifs; ifa && !local; ifa = ifa->ifa_next)
+		local = addr_equal(ifa->ifa_addr, (struct sockaddr *)&peer);
+	freeifaddrs(ifs);
+	return local;
+}
+
 static void tls_submit(struct kd_link *l)
 {
 	struct kd_thread *t = l->thread;
@@ -284,7 +345,7 @@ static void tls_submit(struct kd_link *l)
 	struct io_uring_sqe *sqe = kd_thread_sqe(t);
 	size_t len = ct->len - ct->off;
 
-	if (len >= KD_ZC_MIN && !t->zc_off) {
+	if (len >= KD_ZC_MIN && l->zc_remote && !t->zc_off) {
 		io_uring_prep_send_zc(sqe, l->fd, ct->data + ct->off, len,
 				      MSG_NOSIGNAL, 0);
 		io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)ct |

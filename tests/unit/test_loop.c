@@ -7,6 +7,7 @@
  * KeyUpdate, a tampered record and close_notify. The kernel TLS path
  * needs the kernel's tls module and is not exercised here.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -31,6 +32,7 @@
 
 #include "log.h"
 #include "loop.h"
+#include "loop_int.h"
 
 #define WAIT_MS 10000
 
@@ -957,6 +959,142 @@ static void test_tls_close_notify(void **state)
 	tls_close(&fx);
 }
 
+/* Writes packet @seq as records of at most @piece plaintext bytes. */
+static void ssl_write_pieces(SSL *ssl, uint32_t len, unsigned seq,
+			     uint32_t piece)
+{
+	uint8_t *buf = malloc(4 + len);
+	uint32_t off, n;
+
+	assert_non_null(buf);
+	put_be32(buf, len);
+	fill_packet(buf + 4, len, seq);
+	for (off = 0; off < 4 + len; off += n) {
+		n = 4 + len - off < piece ? 4 + len - off : piece;
+		assert_int_equal(SSL_write(ssl, buf + off, n), (int)n);
+	}
+	free(buf);
+}
+
+/* Moves what the server's memory BIO holds to the socket in 1-64 byte
+ * writes, so that receives cut records and headers at any offset. */
+static void dribble_ciphertext(BIO *mem, int fd)
+{
+	uint8_t buf[64];
+	int n;
+
+	while ((n = BIO_read(mem, buf, 1 + rand() % (int)sizeof(buf))) > 0) {
+		write_all(fd, buf, n);
+		if (rand() % 16 == 0)
+			usleep(50);
+	}
+}
+
+static void test_tls_records_split(void **state)
+{
+	const struct tls_variant *v = *state;
+	static const uint32_t lens[] = { 1, 70000, 0, 5, 16380, 16381, 3000 };
+	enum { N = sizeof(lens) / sizeof(lens[0]) };
+	struct tls_fx fx = { 0 };
+	BIO *mem = BIO_new(BIO_s_mem());
+	unsigned i;
+
+	assert_non_null(mem);
+	tls_open(&fx, v->version);
+	fx.s.echo = false;
+	sink_expect(&fx.s, lens, N);
+	SSL_set0_wbio(fx.server, mem);
+	for (i = 0; i < N; i++) {
+		ssl_write_packet(fx.server, lens[i], i);
+		dribble_ciphertext(mem, fx.fds[1]);
+	}
+
+	assert_true(sink_wait(&fx.s, &fx.s.packets, N - 1));
+	assert_int_equal(fx.s.bad, 0);
+	assert_int_equal(fx.s.closed, 0);
+	tls_close(&fx);
+}
+
+static void test_tls_small_records(void **state)
+{
+	static const uint32_t lens[] = { 200000, 3, 65536, 1 };
+	static const uint32_t pieces[] = { 1, 2, 997, 16384 };
+	enum { N = sizeof(lens) / sizeof(lens[0]) };
+	struct tls_fx fx = { 0 };
+	unsigned i;
+
+	tls_open(&fx, TLS1_3_VERSION);
+	sink_expect(&fx.s, lens, N);
+	for (i = 0; i < N; i++)
+		ssl_write_pieces(fx.server, lens[i], i, pieces[i]);
+	ssl_read_echoes(fx.server, lens, 0, N);
+	assert_int_equal(fx.s.bad, 0);
+	assert_int_equal(fx.s.closed, 0);
+	tls_close(&fx);
+}
+
+static void set_addr(struct sockaddr_storage *ss, int family, const char *text)
+{
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	struct sockaddr_in *in = (struct sockaddr_in *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	ss->ss_family = family;
+	if (family == AF_INET)
+		assert_int_equal(inet_pton(AF_INET, text, &in->sin_addr), 1);
+	else
+		assert_int_equal(inet_pton(AF_INET6, text, &in6->sin6_addr), 1);
+}
+
+static void test_addr_loopback(void **state)
+{
+	static const struct {
+		int family;
+		const char *addr;
+		bool local;
+	} cases[] = {
+		{ AF_INET, "127.0.0.1", true },
+		{ AF_INET, "127.255.0.9", true },
+		{ AF_INET, "128.0.0.1", false },
+		{ AF_INET, "192.0.2.1", false },
+		{ AF_INET6, "::1", true },
+		{ AF_INET6, "::ffff:127.0.0.1", true },
+		{ AF_INET6, "::ffff:192.0.2.1", false },
+		{ AF_INET6, "2001:db8::1", false },
+		{ AF_INET6, "::", false },
+	};
+	struct sockaddr_storage ss;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		set_addr(&ss, cases[i].family, cases[i].addr);
+		if (kd_addr_is_local((struct sockaddr *)&ss) != cases[i].local)
+			fail_msg("%s: expected %s", cases[i].addr,
+				 cases[i].local ? "local" : "remote");
+	}
+}
+
+static void test_peer_local(void **state)
+{
+	int fds[2];
+
+	tcp_pair(fds);
+	assert_true(kd_peer_is_local(fds[0]));
+	close(fds[0]);
+	close(fds[1]);
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+	assert_true(kd_peer_is_local(fds[0]));
+	close(fds[0]);
+	close(fds[1]);
+
+	/* A pipe has no peer address: unknown counts as remote. */
+	assert_int_equal(pipe(fds), 0);
+	assert_false(kd_peer_is_local(fds[0]));
+	close(fds[0]);
+	close(fds[1]);
+}
+
 static int group_setup(void **state)
 {
 	const char *env = getenv("KD_TEST_SEED");
@@ -997,6 +1135,11 @@ int main(void)
 		cmocka_unit_test_prestate(test_tls_tampered_record, (void *)&tls13),
 		cmocka_unit_test_prestate(test_tls_close_notify, (void *)&tls12),
 		cmocka_unit_test_prestate(test_tls_close_notify, (void *)&tls13),
+		cmocka_unit_test_prestate(test_tls_records_split, (void *)&tls12),
+		cmocka_unit_test_prestate(test_tls_records_split, (void *)&tls13),
+		cmocka_unit_test(test_tls_small_records),
+		cmocka_unit_test(test_addr_loopback),
+		cmocka_unit_test(test_peer_local),
 	};
 
 	return cmocka_run_group_tests_name("loop", tests, group_setup,
