@@ -309,7 +309,7 @@ check_call_timeout(Node) ->
 %% --- spawn -----------------------------------------------------------------
 
 %% kdist runs no Erlang code: spawn requests must get an error reply, and
-%% spawn/4 and spawn_monitor/4 must return instead of hanging.
+%% spawn/4 and spawn_monitor/4 must return or raise instead of hanging.
 check_spawn(Node) ->
 	check_ping(Node),
 	ReqId = erlang:spawn_request(Node, erlang, node, [], [{reply, yes}]),
@@ -320,13 +320,20 @@ check_spawn(Node) ->
 			fail("spawn_request on ~p returned pid ~p", [Node, Pid])
 	after ?REPLY_MS -> fail("no spawn_reply from ~p within ~b ms", [Node, ?REPLY_MS])
 	end,
-	{Pid2, Mon} = spawn_monitor(Node, erlang, node, []),
-	receive
-		{'DOWN', Mon, process, Pid2, Why} ->
-			io:format("kdist_peer: spawn_monitor DOWN ~p~n", [Why])
-	after ?REPLY_MS -> fail("no DOWN after spawn_monitor on ~p", [Node])
+	%% spawn_monitor/4 raises the error of the spawn reply; a 'DOWN'
+	%% would be as clean, a hang is not.
+	try spawn_monitor(Node, erlang, node, []) of
+		{Pid2, Mon} ->
+			receive
+				{'DOWN', Mon, process, Pid2, Why} ->
+					io:format("kdist_peer: spawn_monitor DOWN ~p~n", [Why])
+			after ?REPLY_MS -> fail("no DOWN after spawn_monitor on ~p", [Node])
+			end
+	catch
+		error:Error -> io:format("kdist_peer: spawn_monitor error ~p~n", [Error])
 	end,
-	_ = spawn(Node, erlang, node, []),
+	%% spawn/4 returns a pid that never ran, or raises as above.
+	catch spawn(Node, erlang, node, []),
 	lists:member(Node, nodes(connected)) orelse
 		fail("connection to ~p dropped after the spawn requests", [Node]),
 	{echo, Node} ! {self(), after_spawn},
@@ -371,14 +378,30 @@ watch_loop(Node, Fd, T0, End) ->
 %% still complete while both are open.
 check_idle(Host, Port, Node, OptFile) ->
 	{ok, Tcp} = gen_tcp:connect(Host, Port, [binary, {active, false}]),
-	{ok, Tls} = ssl:connect(Host, Port, client_opts(OptFile, Host), 5000),
+	io:format("kdist_peer: idle TCP peer connected~n"),
+	%% ssl:connect runs in a helper process with its own deadline, because
+	%% its timeout covers only part of the handshake.
+	Self = self(),
+	spawn_link(fun() ->
+		Self ! {tls, ssl:connect(Host, Port, client_opts(OptFile, Host), 5000)},
+		receive close -> ok end
+	end),
+	Tls = receive
+		{tls, {ok, Socket}} -> Socket;
+		{tls, {error, Why}} ->
+			fail("TLS handshake beside an idle TCP peer failed: ~p", [Why])
+	after 10000 ->
+		fail("TLS handshake beside an idle TCP peer took over 10 s", [])
+	end,
+	io:format("kdist_peer: idle TLS peer connected~n"),
 	T0 = erlang:monotonic_time(millisecond),
 	check_ping(Node),
 	Ms = erlang:monotonic_time(millisecond) - T0,
 	io:format("kdist_peer: ping with two idle peers took ~b ms~n", [Ms]),
 	Ms < 5000 orelse fail("handshake took ~b ms beside idle peers", [Ms]),
 	ok = gen_tcp:close(Tcp),
-	ok = ssl:close(Tls).
+	_ = ssl:close(Tls),
+	ok.
 
 client_opts(OptFile, Host) ->
 	{ok, [Conf]} = file:consult(OptFile),
@@ -493,12 +516,16 @@ recv_challenge_ack(S, Cookie, Mine) ->
 
 %% --- serve: the long-lived erl node ----------------------------------------
 
-%% Register inbox (appends each message, printed with ~0p, to InboxFile),
+%% Register inbox (appends each message, printed with ~0tp, to InboxFile),
 %% plus echo and sink with the kdist node's contract; print "serving" when
 %% ready and run until the node is stopped.
 serve([InboxFile]) ->
-	{ok, Fd} = file:open(InboxFile, [write]),
-	register(inbox, spawn(fun() -> inbox_loop(Fd) end)),
+	%% The inbox opens the file itself: a file belongs to the process that
+	%% opens it, and the one running serve/1 ends when it returns.
+	register(inbox, spawn(fun() ->
+		{ok, Fd} = file:open(InboxFile, [write, {encoding, utf8}]),
+		inbox_loop(Fd)
+	end)),
 	register(echo, spawn(fun echo_loop/0)),
 	register(sink, spawn(fun() -> sink_loop(0, 0) end)),
 	io:format("kdist_peer: serving~n"),
@@ -507,7 +534,7 @@ serve([InboxFile]) ->
 inbox_loop(Fd) ->
 	receive
 		Msg ->
-			io:format(Fd, "~0p~n", [Msg]),
+			io:format(Fd, "~0tp~n", [Msg]),
 			inbox_loop(Fd)
 	end.
 

@@ -19,7 +19,7 @@ for otp in $(kd_otps); do
 		fail "OTP $otp: the last message never reached inbox"
 	expected='hello
 {tuple,1,<<"bin">>,[1.5,"str"]}
-#{key => '"'"'ünï'"'"',list => [1,2,3]}
+#{key => ünï,list => [1,2,3]}
 {last,18446744073709551616}'
 	[ "$(cat "$inbox")" = "$expected" ] ||
 		fail "OTP $otp: inbox has '$(cat "$inbox")', expected '$expected'"
