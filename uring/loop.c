@@ -33,9 +33,11 @@ static const struct {
 	unsigned flags;
 	const char *name;
 } ring_modes[] = {
-	{ IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+	{ IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+		  IORING_SETUP_TASKRUN_FLAG,
 	  "single issuer, deferred task work" },
-	{ IORING_SETUP_COOP_TASKRUN, "cooperative task work" },
+	{ IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+	  "cooperative task work" },
 	{ 0, "no set-up flags" },
 };
 
@@ -75,6 +77,8 @@ static int ring_init(struct kd_thread *t)
 		ret = io_uring_queue_init_params(KD_RING_SQ_ENTRIES, &t->ring,
 						 &p);
 		if (ret == 0) {
+			t->taskrun_flag = ring_modes[i].flags &
+					  IORING_SETUP_TASKRUN_FLAG;
 			kd_info("loop: data thread %u: io_uring with %s",
 				t->index, ring_modes[i].name);
 			return 0;
@@ -363,6 +367,48 @@ static void thread_reap(struct kd_thread *t)
 		n++;
 	}
 	io_uring_cq_advance(&t->ring, n);
+	if (n > 0 && KD_BUSY_POLL_NS > 0)
+		t->last_active_ns = kd_now_ns();
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+/* Completions to reap, or task work that io_uring_enter() turns into some. */
+static bool thread_has_events(struct kd_thread *t)
+{
+	return io_uring_cq_ready(&t->ring) > 0 ||
+	       (IO_URING_READ_ONCE(*t->ring.sq.kflags) & IORING_SQ_TASKRUN);
+}
+
+/*
+ * Submits, then spins until a completion or task work is ready, for at
+ * most KD_BUSY_POLL_NS after the last reap that found completions. A
+ * quick reply then costs no sleep and wake-up in io_uring_enter().
+ * Needs IORING_SQ_TASKRUN: with deferred task work nothing reaches the
+ * completion queue before the thread enters the kernel.
+ */
+static void thread_busy_poll(struct kd_thread *t)
+{
+	uint64_t until = t->last_active_ns + KD_BUSY_POLL_NS;
+
+	if (KD_BUSY_POLL_NS == 0 || !t->taskrun_flag || t->ready)
+		return;
+	if (kd_now_ns() >= until)
+		return;
+	if (io_uring_sq_ready(&t->ring) > 0) {
+		io_uring_submit(&t->ring);
+		atomic_fetch_add_explicit(&t->syscalls, 1,
+					  memory_order_relaxed);
+	}
+	while (!thread_has_events(t) && kd_now_ns() < until)
+		cpu_relax();
 }
 
 static int thread_setup(struct kd_thread *t)
@@ -441,6 +487,7 @@ static void *thread_main(void *arg)
 		thread_run_ready(t);
 		if (t->stopping && !t->links)
 			break;
+		thread_busy_poll(t);
 		ret = io_uring_submit_and_wait(&t->ring, 1);
 		atomic_fetch_add_explicit(&t->syscalls, 1,
 					  memory_order_relaxed);

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * User-space TLS record path. After the handshake the connection's socket
- * BIO is replaced by a link BIO: io_uring moves ciphertext, and OpenSSL
- * reads received records straight out of the provided receive buffer and
- * writes its records straight into the ciphertext buffer that the next
- * send takes. A memory BIO pair would copy each byte once more in each
- * direction. Renegotiation (TLS 1.2) and KeyUpdate (TLS 1.3) from the
- * peer happen inside SSL_read and SSL_write. The records they produce
+ * User-space TLS record path. After the handshake a link BIO replaces the
+ * connection's socket BIO, and io_uring moves the ciphertext. OpenSSL reads
+ * received records straight out of the provided receive buffer. It writes
+ * its records straight into the ciphertext buffer that the next send
+ * takes. A memory BIO pair would copy each byte once more each way.
+ * Renegotiation (TLS 1.2) and KeyUpdate (TLS 1.3) from the peer happen
+ * inside SSL_read and SSL_write. The records they produce
  * leave through the same BIO, in order with application data.
  */
 #include "loop_int.h"
@@ -117,7 +117,7 @@ static void hook_info_callback(struct kd_link *l)
 }
 
 /*
- * Moves a finished connection onto memory BIOs. Runs on the attaching
+ * Moves a finished connection onto the link BIO. Runs on the attaching
  * thread; on failure the caller keeps @l->ssl as it was.
  */
 int kd_user_tls_init(struct kd_link *l)
@@ -164,7 +164,7 @@ err_free_bio:
 	return kd_fail(ENOMEM, "loop: out of memory");
 }
 
-/* Frees the connection (and its BIOs) on any path. Ciphertext buffers
+/* Frees the connection (and its link BIO) on any path. Ciphertext buffers
  * stay until the link's memory goes: zero-copy sends may still read them. */
 void kd_user_tls_free(struct kd_link *l)
 {
@@ -264,7 +264,9 @@ void kd_user_tls_receive(struct kd_link *l, const uint8_t *p, size_t n)
 	} while (ret > 0);
 	l->rx_ct = NULL;
 	l->rx_ct_len = 0;
-	if (l->dead || tls_result(l, ret, "SSL_read"))
+	if (l->dead || atomic_load_explicit(&l->closing, memory_order_relaxed))
+		return;
+	if (tls_result(l, ret, "SSL_read"))
 		return;
 	/* SSL_read may have produced handshake records, and a SSL_write
 	 * that waited for the peer's handshake messages can go on now. */
