@@ -11,7 +11,7 @@ for otp in $(kd_otps); do
 	start_erl "$otp" "inbox$otp"
 	inbox=$KD_TMP/inbox$otp.inbox
 	for term in 'hello' '{tuple, 1, <<"bin">>, [1.5, "str"]}' \
-		"#{key => 'ünï', list => [1, 2, 3]}" '{last, 18446744073709551616}'; do
+		"#{key => {'ünï', [1, 2, 3]}}" '{last, 18446744073709551616}'; do
 		kdist_client send "$ERL_NODE" inbox "$term" ||
 			fail "OTP $otp: kdist send $term exited $?: $(cat "$KD_TMP/log/client.err")"
 	done
@@ -19,7 +19,7 @@ for otp in $(kd_otps); do
 		fail "OTP $otp: the last message never reached inbox"
 	expected='hello
 {tuple,1,<<"bin">>,[1.5,"str"]}
-#{key => ünï,list => [1,2,3]}
+#{key => {ünï,[1,2,3]}}
 {last,18446744073709551616}'
 	[ "$(cat "$inbox")" = "$expected" ] ||
 		fail "OTP $otp: inbox has '$(cat "$inbox")', expected '$expected'"
