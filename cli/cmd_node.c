@@ -209,10 +209,11 @@ static void node_up(void *user, const char *peer)
 	fflush(stdout);
 }
 
-static void node_down(void *user, const char *peer, const char *reason)
+static void node_down(void *user, const char *peer, const char *reason,
+		      const struct kdist_conn_stats *final)
 {
 	printf("kdist: nodedown %s (%s)\n", peer, reason);
-	fflush(stdout);
+	print_conn(user, final);
 }
 
 static void node_help(void)
@@ -283,11 +284,11 @@ int cmd_node(int argc, char **argv)
 
 	sigwait(&set, &sig);
 	printf("kdist: stopping on %s\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
-	kdist_node_stats(node, print_conn, NULL);
 	printf("kdist: sink received %llu messages, %llu bytes\n",
 	       (unsigned long long)atomic_load(&sink.messages),
 	       (unsigned long long)atomic_load(&sink.bytes));
 	fflush(stdout);
+	/* Each connection still up prints its summary from nodedown. */
 	kdist_node_destroy(node);
 	return 0;
 }

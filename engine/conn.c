@@ -1070,9 +1070,12 @@ static void control_link_closed(struct kdist_node *node,
 	}
 	pthread_mutex_unlock(&node->lock);
 	if (was_current) {
+		struct kdist_conn_stats st;
+
 		kd_mailbox_drop_node(node, s->peer_name);
+		kd_session_fill_stats(s, &s->final_stats, &st);
 		if (down)
-			down(user, s->peer_name, s->close_reason);
+			down(user, s->peer_name, s->close_reason, &st);
 	}
 	kd_session_free(s);
 }

@@ -744,6 +744,31 @@ int kdist_disconnect(struct kdist_node *node, const char *peer)
 	return 0;
 }
 
+void kd_session_fill_stats(const struct kd_session *s,
+			   const struct kd_link_stats *ls,
+			   struct kdist_conn_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	snprintf(st->peer, sizeof(st->peer), "%s", s->peer_name);
+	st->initiator = s->initiator;
+	snprintf(st->tls_version, sizeof(st->tls_version), "%s",
+		 s->tls_version);
+	snprintf(st->tls_cipher, sizeof(st->tls_cipher), "%s", s->tls_cipher);
+	snprintf(st->record_path, sizeof(st->record_path), "%s",
+		 s->record_path);
+	snprintf(st->path_reason, sizeof(st->path_reason), "%s",
+		 s->path_reason);
+	st->peer_flags = s->flags;
+	st->bytes_in = ls->bytes_in;
+	st->bytes_out = ls->bytes_out;
+	st->msgs_in = ls->msgs_in;
+	st->msgs_out = ls->msgs_out;
+	st->ticks_in = ls->ticks_in;
+	st->ticks_out = ls->ticks_out;
+	st->send_queue_bytes = ls->queued_bytes;
+	st->unknown_ctrl = atomic_load(&s->unknown_ctrl);
+}
+
 int kdist_node_stats(struct kdist_node *node,
 		     void (*fn)(void *user, const struct kdist_conn_stats *st),
 		     void *user)
@@ -770,27 +795,8 @@ int kdist_node_stats(struct kdist_node *node,
 				cap = ncap;
 			}
 			st = &all[n++];
-			memset(st, 0, sizeof(*st));
 			kd_link_get_stats(s->link, &ls);
-			snprintf(st->peer, sizeof(st->peer), "%s", s->peer_name);
-			st->initiator = s->initiator;
-			snprintf(st->tls_version, sizeof(st->tls_version), "%s",
-				 s->tls_version);
-			snprintf(st->tls_cipher, sizeof(st->tls_cipher), "%s",
-				 s->tls_cipher);
-			snprintf(st->record_path, sizeof(st->record_path), "%s",
-				 s->record_path);
-			snprintf(st->path_reason, sizeof(st->path_reason), "%s",
-				 s->path_reason);
-			st->peer_flags = s->flags;
-			st->bytes_in = ls.bytes_in;
-			st->bytes_out = ls.bytes_out;
-			st->msgs_in = ls.msgs_in;
-			st->msgs_out = ls.msgs_out;
-			st->ticks_in = ls.ticks_in;
-			st->ticks_out = ls.ticks_out;
-			st->send_queue_bytes = ls.queued_bytes;
-			st->unknown_ctrl = atomic_load(&s->unknown_ctrl);
+			kd_session_fill_stats(s, &ls, st);
 		}
 	}
 	pthread_mutex_unlock(&node->lock);

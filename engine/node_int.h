@@ -247,6 +247,9 @@ int kd_session_send_raw(struct kd_session *s, const void *sender,
 bool kd_session_feed(struct kd_session *s);
 void kd_session_bulk_free(struct kd_session *s);
 void kd_mailbox_drop_node(struct kdist_node *node, const char *peer);
+void kd_session_fill_stats(const struct kd_session *s,
+			   const struct kd_link_stats *ls,
+			   struct kdist_conn_stats *st);
 
 /* conn.c */
 int kd_control_start(struct kdist_node *node);

@@ -136,13 +136,6 @@ const char *kdist_node_name(const struct kdist_node *node);
 uint32_t kdist_node_creation(const struct kdist_node *node);
 uint16_t kdist_node_port(const struct kdist_node *node);
 
-/* Called when a connection to @peer comes up or goes down. @reason is a
- * sentence such as "connection closed by peer" for nodedown. */
-typedef void (*kdist_nodeup_fn)(void *user, const char *peer);
-typedef void (*kdist_nodedown_fn)(void *user, const char *peer,
-				  const char *reason);
-void kdist_set_node_monitor(struct kdist_node *node, kdist_nodeup_fn up,
-			    kdist_nodedown_fn down, void *user);
 
 /*
  * Called for each message to a mailbox. @from is the sender when the
@@ -200,6 +193,18 @@ struct kdist_conn_stats {
 	uint64_t unknown_ctrl;	 /* control messages not understood */
 	uint64_t send_queue_bytes; /* bytes waiting to be written */
 };
+
+/*
+ * Called when a connection to @peer comes up or goes down. For nodedown,
+ * @reason is a sentence such as "connection closed by peer" and @final
+ * the connection's statistics at the end.
+ */
+typedef void (*kdist_nodeup_fn)(void *user, const char *peer);
+typedef void (*kdist_nodedown_fn)(void *user, const char *peer,
+				  const char *reason,
+				  const struct kdist_conn_stats *final);
+void kdist_set_node_monitor(struct kdist_node *node, kdist_nodeup_fn up,
+			    kdist_nodedown_fn down, void *user);
 
 /* Calls @fn for each connected node. Safe from any thread. */
 int kdist_node_stats(struct kdist_node *node,

@@ -107,7 +107,8 @@ static bool inbox_wait(struct inbox *in, size_t count, unsigned ms)
 	return ok;
 }
 
-static void on_down(void *user, const char *peer, const char *reason)
+static void on_down(void *user, const char *peer, const char *reason,
+		    const struct kdist_conn_stats *final)
 {
 	struct env *e = user;
 
