@@ -31,15 +31,18 @@ CLI_SRC  := $(wildcard cli/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_SRC := $(wildcard tests/tools/*.c)
+TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all lib cli unit deps test test-unit test-integration test-vm demo \
+.PHONY: all lib cli unit tools deps test test-unit test-integration test-vm demo \
 	bench clean format format-check
 
-all: lib cli unit
+all: lib cli unit tools
 
 lib: $(BUILD)/libkdist.a
 cli: $(BUILD)/kdist
 unit: $(UNIT_BIN)
+tools: $(TOOL_BIN)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -56,6 +59,11 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkdist.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libkdist.a \
 		$(LDLIBS) -lcmocka -o $@
+
+$(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libkdist.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libkdist.a \
+		$(LDLIBS) -o $@
 
 deps:
 	.ci/install-deps

@@ -1034,11 +1034,18 @@ static void control_connected(struct kdist_node *node, struct kd_cmd *cmd)
 
 /* ---- established connections ---- */
 
+/* Logs the end of a session: at info for an orderly end, as a warning
+ * when the peer broke the protocol or went silent. */
 static void log_session_summary(struct kd_session *s, const char *why)
 {
 	const struct kd_link_stats st = s->final_stats;
+	int err = s->close_err;
+	bool orderly = err == 0 || err == -ECONNRESET ||
+		       err == -ECONNABORTED || err == -ESHUTDOWN ||
+		       err == -EPIPE;
 
-	kd_info("conn %s: down (%s): %s %s path=%s (%s) in=%llu bytes/%llu "
+	kd_log(orderly ? KD_LOG_INFO : KD_LOG_WARN,
+	       "conn %s: down (%s): %s %s path=%s (%s) in=%llu bytes/%llu "
 		"msgs out=%llu bytes/%llu msgs ticks in=%llu out=%llu",
 		s->peer_name, why, s->tls_version[0] ? s->tls_version : "tcp",
 		s->tls_cipher[0] ? s->tls_cipher : "-", s->record_path,

@@ -372,6 +372,18 @@ wait_for() {
 
 # check_still_serves OTP: after a bad peer, a good erl peer must still get
 # pong and an echo from the kdist node.
+# badpeer MODE OPTFILE|- [SECONDS]: runs build/tools/badpeer against the
+# kdist node of start_kdist (see tests/tools/badpeer.c for the modes).
+KD_BADPEER=$KD_REPO/build/tools/badpeer
+need_badpeer() {
+	[ -x "$KD_BADPEER" ] || skip "$KD_BADPEER not built; run 'make tools'"
+}
+
+badpeer() {
+	"$KD_BADPEER" "$1" localhost "$KD_PORT" "$KD_NODE" "$KD_COOKIE" "$2" \
+		${3:+"$3"} 2>>"$KD_TMP/log/badpeer.err"
+}
+
 check_still_serves() {
 	erl_check "$1" echo "$KD_NODE" ||
 		fail "kdist no longer serves a good OTP $1 peer: $(erl_why echo "$1")"
