@@ -20,7 +20,7 @@ until "$KDIST" names -epmd_port "$KD_EPMD_PORT" 2>/dev/null | grep -q "name agai
 	[ $tries -gt 0 ] || fail "kdist did not register again within 10 s: $(grep epmd "$KD_ERR" | tail -n 3)"
 	sleep 0.1
 done
-grep -q "registration connection closed" "$KD_ERR" ||
+wait_for "$KD_ERR" "registration connection closed" 5 ||
 	fail "no log line reports the lost registration"
 for otp in $(kd_otps); do
 	check_still_serves "$otp"

@@ -11,7 +11,7 @@ start_kdist killed
 badpeer truncate "$KD_CONF" || fail "the truncating client could not connect"
 sleep 1
 kill -0 "$KD_PID" || fail "kdist node died after the peer was killed"
-grep -q "truncated packet: peer closed 100 bytes into a 1000-byte packet" "$KD_ERR" ||
+wait_for "$KD_ERR" "truncated packet: peer closed 100 bytes into a 1000-byte packet" 5 ||
 	fail "no log line reports the truncated packet: $(tail -n 5 "$KD_ERR")"
 for otp in $(kd_otps); do
 	check_still_serves "$otp"

@@ -11,7 +11,7 @@ make_certs
 start_kdist rawgarbage
 badpeer good "$KD_CONF" || fail "the well-behaved client got no echo reply"
 badpeer garbage "$KD_CONF" || fail "kdist did not close the connection after garbage"
-grep -q "packet starts with byte" "$KD_ERR" ||
+wait_for "$KD_ERR" "packet starts with byte" 5 ||
 	fail "no log line names the bad packet: $(tail -n 5 "$KD_ERR")"
 for otp in $(kd_otps); do
 	check_still_serves "$otp"

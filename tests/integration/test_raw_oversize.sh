@@ -9,7 +9,7 @@ start_epmd
 make_certs
 start_kdist rawoversize
 badpeer oversize "$KD_CONF" || fail "kdist did not close the connection after an oversized prefix"
-grep -q "packet length 2147483632 exceeds the limit 67108864" "$KD_ERR" ||
+wait_for "$KD_ERR" "packet length 2147483632 exceeds the limit 67108864" 5 ||
 	fail "no log line names the length and the limit: $(tail -n 5 "$KD_ERR")"
 for otp in $(kd_otps); do
 	check_still_serves "$otp"
