@@ -65,6 +65,7 @@ run("pang", [Node]) -> check_pang(node_atom(Node));
 run("echo", [Node]) -> check_echo(node_atom(Node));
 run("sink", [Node, Count, Size]) ->
 	check_sink(node_atom(Node), list_to_integer(Count), list_to_integer(Size));
+run("large", [Node, MiB]) -> check_large(node_atom(Node), list_to_integer(MiB));
 run("monitor", [Node]) -> check_monitor(node_atom(Node));
 run("link", [Node, Creation]) ->
 	check_link(node_atom(Node), list_to_integer(Creation));
@@ -180,6 +181,43 @@ check_sink(Node, Count, Size) ->
 	io:format("kdist_peer: sink ~b x ~b B in ~b ms (~.1f MB/s)~n",
 		  [Count, Size, Us div 1000, Count * Size / Us]),
 	ok.
+
+%% One message of MiB mebibytes to sink while another process keeps doing
+%% small echo round trips: the large one arrives whole (ERTS sends it in
+%% fragments once they are negotiated), and every small round trip
+%% completes meanwhile.
+check_large(Node, MiB) ->
+	check_ping(Node),
+	{M0, B0} = sink_stats(Node),
+	Self = self(),
+	Small = spawn_link(fun() -> small_round_trips(Node, Self, []) end),
+	Big = binary:copy(<<"0123456789abcdef">>, MiB * 65536),
+	T0 = erlang:monotonic_time(millisecond),
+	{sink, Node} ! Big,
+	{M1, B1} = sink_wait(Node, M0 + 1, 60),
+	Ms = erlang:monotonic_time(millisecond) - T0,
+	Small ! stop,
+	Times = receive {round_trips, L} -> L after ?REPLY_MS -> [] end,
+	M1 - M0 =:= 1 orelse fail("sink counted ~b messages, sent 1", [M1 - M0]),
+	B1 - B0 >= byte_size(Big) orelse
+		fail("sink counted ~b bytes, sent ~b", [B1 - B0, byte_size(Big)]),
+	Times =/= [] orelse fail("no small round trip completed during the transfer", []),
+	lists:member(timeout, Times) andalso
+		fail("a small round trip got no echo within ~b ms", [?REPLY_MS]),
+	io:format("kdist_peer: large ~b MiB in ~b ms; ~b small round trips, max ~b us~n",
+		  [MiB, Ms, length(Times), lists:max(Times)]),
+	ok.
+
+small_round_trips(Node, Parent, Acc) ->
+	receive stop -> Parent ! {round_trips, Acc}
+	after 10 ->
+		T = erlang:monotonic_time(microsecond),
+		{echo, Node} ! {self(), small},
+		R = receive small -> erlang:monotonic_time(microsecond) - T
+		    after ?REPLY_MS -> timeout
+		    end,
+		small_round_trips(Node, Parent, [R | Acc])
+	end.
 
 sink_stats(Node) ->
 	{sink, Node} ! {self(), stats},
