@@ -68,7 +68,7 @@ static int bulk_send_next(struct kd_session *s, struct kd_bulk *b)
 	if (f->msg_len)
 		iov[n++] = (struct iovec){ (void *)(msg + f->msg_off),
 					   f->msg_len };
-	err = kd_link_send(s->link, iov, n, 0);
+	err = kd_link_send(s->link, iov, n, KD_SEND_SOFT);
 	if (!err)
 		b->next_frag++;
 	return err;

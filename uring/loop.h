@@ -86,6 +86,9 @@ int kd_loop_attach(struct kd_loop *loop, const struct kd_link_params *p,
 
 /* Flags for kd_link_send(). */
 #define KD_SEND_FORCE 0x1 /* ignore the queue limit (ticks, exit signals) */
+/* Stop at half the limit: for fragments of large messages, so the other
+ * half stays free for small messages from other senders. */
+#define KD_SEND_SOFT 0x2
 
 /*
  * Queues one packet whose payload is the concatenation of @iov (the

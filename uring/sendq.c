@@ -123,6 +123,7 @@ int kd_link_send(struct kd_link *l, const struct iovec *iov, unsigned iovcnt,
 	struct kd_chunk *c;
 	uint64_t total = 0;
 	uint8_t prefix[4];
+	size_t limit;
 	unsigned i;
 
 	for (i = 0; i < iovcnt; i++)
@@ -131,9 +132,10 @@ int kd_link_send(struct kd_link *l, const struct iovec *iov, unsigned iovcnt,
 		return -EMSGSIZE;
 	if (atomic_load_explicit(&l->closing, memory_order_relaxed))
 		return -ENOTCONN;
+	limit = flags & KD_SEND_SOFT ? l->send_queue_limit / 2
+				     : l->send_queue_limit;
 	if (!(flags & KD_SEND_FORCE) &&
-	    atomic_load_explicit(&l->queued, memory_order_relaxed) >
-		    l->send_queue_limit) {
+	    atomic_load_explicit(&l->queued, memory_order_relaxed) > limit) {
 		atomic_store(&l->blocked, true);
 		/* Lets the data thread re-check in case it drained meanwhile. */
 		kd_link_schedule(l, KD_OP_SEND);

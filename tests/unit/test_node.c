@@ -305,6 +305,45 @@ static void node_large_message_fragments(void **state)
 	free(data);
 }
 
+/* A small message from another sender overtakes a large one that is still
+ * going out in fragments, so one big message does not hold up the link. */
+static void node_small_overtakes_fragments(void **state)
+{
+	struct env *e = *state;
+	size_t big = 64 * 1024 * 1024;
+	struct kdist_mailbox *other, *quick;
+	struct inbox box_quick;
+	char *data = calloc(1, big);
+	size_t big_seen;
+	ei_x_buff x;
+
+	inbox_init(&box_quick);
+	assert_int_equal(kdist_mailbox_open(e->b, "quick", inbox_receive,
+					    &box_quick, &quick),
+			 0);
+	assert_int_equal(kdist_mailbox_open(e->a, NULL, NULL, NULL, &other), 0);
+	assert_int_equal(kdist_connect(e->a, "node_b@localhost", 10000), 0);
+	ei_x_new_with_version(&x);
+	ei_x_encode_binary(&x, data, (long)big);
+	assert_int_equal(kdist_send_name(e->mb_a, "node_b@localhost", "inbox",
+					 x.buff, (size_t)x.index),
+			 0);
+	encode_seq(&x, 1);
+	assert_int_equal(kdist_send_name(other, "node_b@localhost", "quick",
+					 x.buff, (size_t)x.index),
+			 0);
+	assert_true(inbox_wait(&box_quick, 1, 20000));
+	pthread_mutex_lock(&e->box_b.lock);
+	big_seen = e->box_b.count;
+	pthread_mutex_unlock(&e->box_b.lock);
+	assert_int_equal(big_seen, 0);
+	assert_true(inbox_wait(&e->box_b, 1, 60000));
+	ei_x_free(&x);
+	free(data);
+	kdist_mailbox_close(quick, "normal");
+	kdist_mailbox_close(other, "normal");
+}
+
 /* The wrong cookie fails the connection on both sides; the good node
  * pair is unaffected. */
 static void node_wrong_cookie_refused(void **state)
@@ -414,6 +453,8 @@ int main(void)
 						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_large_message_fragments,
 						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_small_overtakes_fragments,
+						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_wrong_cookie_refused,
 						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_unknown_peer_fails,
@@ -433,6 +474,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(node_large_message_fragments,
 						setup_tls, teardown),
 		cmocka_unit_test_setup_teardown(node_simultaneous_connect,
+						setup_tls, teardown),
+		cmocka_unit_test_setup_teardown(node_small_overtakes_fragments,
 						setup_tls, teardown),
 		cmocka_unit_test_setup_teardown(node_disconnect_then_reconnect,
 						setup_tls, teardown),
