@@ -179,6 +179,11 @@ int cli_parse(int argc, char **argv, struct cli_opts *o)
 				return usage_error(cmd, "invalid -epmd_port "
 						   "'%s'", val);
 			o->cfg.epmd_port = (uint16_t)v;
+		} else if (strcmp(a, "-allow") == 0) {
+			if (o->n_allow == CLI_MAX_SSL_OPTS)
+				return usage_error(cmd, "too many -allow "
+						   "nodes at '%s'", val);
+			o->allow[o->n_allow++] = val;
 		} else if (strcmp(a, "-epmd_host") == 0) {
 			o->cfg.epmd_host = val;
 		} else if (strcmp(a, "-max_packet") == 0) {
@@ -226,6 +231,8 @@ int cli_parse(int argc, char **argv, struct cli_opts *o)
 			return usage_error(cmd, "unknown option '%s'", a);
 		}
 	}
+	o->cfg.allow = o->allow;
+	o->cfg.n_allow = o->n_allow;
 	o->cfg.ssl_dist_opts = o->ssl_opts;
 	o->cfg.n_ssl_dist_opts = o->n_ssl_opts;
 	return 0;
@@ -251,6 +258,9 @@ void cli_print_common_help(void)
 	      "                           listen port (default: any free "
 	      "port)\n"
 	      "  -hidden                  do not appear in peers' nodes()\n"
+	      "  -allow NODE              accept connections only from NODE "
+	      "(repeatable),\n"
+	      "                           as net_kernel:allow/1\n"
 	      "Engine options:\n"
 	      "  -ktls auto|on|off        record path policy (default "
 	      "auto, see README)\n"

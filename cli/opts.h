@@ -17,6 +17,8 @@ struct cli_opts {
 	const char *ssl_opts[CLI_MAX_SSL_OPTS * 2];
 	size_t n_ssl_opts;
 	const char *args[CLI_MAX_ARGS]; /* positional arguments */
+	const char *allow[CLI_MAX_SSL_OPTS];
+	size_t n_allow;
 	size_t n_args;
 	unsigned timeout_ms;
 	unsigned count; /* ping round trips */

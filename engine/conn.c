@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
 
 #include "epmd.h"
 #include "error.h"
@@ -480,6 +481,42 @@ static int hsconn_queue_output(struct kd_hsconn *c)
 
 /* ---- peer decisions during the handshake ---- */
 
+/*
+ * The allow list, as net_kernel:allow/1 and inet_tls_dist's verify_client:
+ * the peer's name must be listed, and a TLS client certificate, when the
+ * peer sent one, must name the host part of that name.
+ */
+static bool hsconn_allowed(struct kd_hsconn *c, const char *peer)
+{
+	struct kdist_node *node = c->node;
+	const char *host = strchr(peer, '@') + 1;
+	X509 *cert;
+	bool listed = node->n_allow == 0;
+
+	for (size_t i = 0; i < node->n_allow && !listed; i++)
+		listed = strcmp(node->allow[i], peer) == 0;
+	if (!listed) {
+		kd_warn("conn %s %s: rejected: the node is not in the allow "
+			"list (-allow)",
+			peer, c->addr);
+		return false;
+	}
+	if (!node->n_allow || !c->ssl)
+		return true;
+	cert = SSL_get1_peer_certificate(c->ssl);
+	if (!cert)
+		return true;
+	bool named = X509_check_host(cert, host, 0, 0, NULL) == 1 ||
+		     X509_check_ip_asc(cert, host, 0) == 1;
+
+	X509_free(cert);
+	if (!named)
+		kd_warn("conn %s %s: rejected: its certificate does not name "
+			"host '%s'; issue the certificate for that host",
+			peer, c->addr, host);
+	return named;
+}
+
 static enum kd_hs_status hsconn_check_peer(void *user, const char *peer,
 					   uint64_t peer_flags)
 {
@@ -489,7 +526,7 @@ static enum kd_hs_status hsconn_check_peer(void *user, const char *peer,
 	struct kd_peer *p;
 
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
-	if (strcmp(peer, node->name) == 0)
+	if (strcmp(peer, node->name) == 0 || !hsconn_allowed(c, peer))
 		return KD_HS_STATUS_NOT_ALLOWED;
 	pthread_mutex_lock(&node->lock);
 	p = kd_peer_get(node, peer, true);

@@ -210,6 +210,30 @@ static int node_setup_tls(struct kdist_node *node)
 	return 0;
 }
 
+static int node_copy_allow(struct kdist_node *node,
+			   const struct kdist_config *cfg)
+{
+	node->cfg.allow = NULL;
+	node->cfg.n_allow = 0;
+	if (!cfg->n_allow)
+		return 0;
+	node->allow = calloc(cfg->n_allow, sizeof(*node->allow));
+	if (!node->allow)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->n_allow; i++) {
+		if (!strchr(cfg->allow[i], '@'))
+			return kd_fail(EINVAL,
+				       "node: allowed node '%s' is not a node "
+				       "name (expected name@host)",
+				       cfg->allow[i]);
+		node->allow[i] = strdup(cfg->allow[i]);
+		if (!node->allow[i])
+			return -ENOMEM;
+		node->n_allow++;
+	}
+	return 0;
+}
+
 int kdist_node_create(const struct kdist_config *cfg,
 		      struct kdist_node **out)
 {
@@ -292,6 +316,9 @@ int kdist_node_create(const struct kdist_config *cfg,
 	}
 	if (cfg->epmd_host)
 		node->cfg.epmd_host = strdup(cfg->epmd_host);
+	err = node_copy_allow(node, cfg);
+	if (err)
+		goto fail;
 	if (!node->cfg.epmd_port) {
 		const char *env = getenv("ERL_EPMD_PORT");
 
@@ -422,6 +449,9 @@ void kdist_node_destroy(struct kdist_node *node)
 		SSL_CTX_free(node->client_ctx);
 	kd_tls_config_free(node->tls_cfg);
 	free((char *)node->cfg.epmd_host);
+	for (size_t i = 0; i < node->n_allow; i++)
+		free(node->allow[i]);
+	free(node->allow);
 	OPENSSL_cleanse(node->cookie, sizeof(node->cookie));
 	pthread_mutex_destroy(&node->lock);
 	pthread_cond_destroy(&node->cond);

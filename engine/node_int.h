@@ -184,6 +184,9 @@ struct kdist_node {
 	bool tls;
 	bool ipv6;
 
+	char **allow; /* copied from cfg.allow */
+	size_t n_allow;
+
 	struct kd_tls_config *tls_cfg;
 	SSL_CTX *server_ctx, *client_ctx;
 	struct kd_ktls_caps ktls_caps;

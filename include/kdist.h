@@ -109,6 +109,13 @@ struct kdist_config {
 	enum kdist_ktls_mode ktls;
 	/* Hidden node: peers do not list it in nodes(). */
 	bool hidden;
+	/*
+	 * Nodes ("name@host") allowed to connect, as net_kernel:allow/1; an
+	 * empty list allows all. Over TLS, a client certificate must also
+	 * name the host part of the node name. The strings are copied.
+	 */
+	const char *const *allow;
+	size_t n_allow;
 	/* Log lines go here (NULL: stderr); @log_level drops finer ones. */
 	void (*log_fn)(void *user, enum kdist_log_level level,
 		       const char *line);

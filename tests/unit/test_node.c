@@ -128,8 +128,21 @@ static int down_count(struct env *e)
 	return n;
 }
 
+static struct kdist_node *start_node_allow(struct env *e, const char *name,
+					   bool tls, const char *cookie,
+					   const char *const *allow,
+					   size_t n_allow);
+
 static struct kdist_node *start_node(struct env *e, const char *name,
 				     bool tls, const char *cookie)
+{
+	return start_node_allow(e, name, tls, cookie, NULL, 0);
+}
+
+static struct kdist_node *start_node_allow(struct env *e, const char *name,
+					   bool tls, const char *cookie,
+					   const char *const *allow,
+					   size_t n_allow)
 {
 	struct kdist_node *node = NULL;
 	struct kdist_config cfg;
@@ -142,6 +155,8 @@ static struct kdist_node *start_node(struct env *e, const char *name,
 	cfg.hidden = true;
 	cfg.log_level = KDIST_LOG_WARN;
 	cfg.net_ticktime = 4;
+	cfg.allow = allow;
+	cfg.n_allow = n_allow;
 	if (tls) {
 		snprintf(conf, sizeof(conf), "%s/dist-tls13.conf", e->certs);
 		cfg.proto = KDIST_PROTO_INET_TLS;
@@ -361,6 +376,41 @@ static void node_wrong_cookie_refused(void **state)
 	assert_int_equal(kdist_connect(e->a, "node_b@localhost", 10000), 0);
 }
 
+/* With an allow list, a node that is not on it is rejected, and one that
+ * is gets in. */
+static void node_allow_list_by_name(void **state)
+{
+	struct env *e = *state;
+	static const char *const allow[] = { "node_a@localhost" };
+	struct kdist_node *guard = start_node_allow(e, "guard@localhost",
+						    e->certs[0] != 0,
+						    "cookie-one", allow, 1);
+
+	assert_non_null(guard);
+	assert_int_equal(kdist_connect(e->a, "guard@localhost", 10000), 0);
+	assert_int_not_equal(kdist_connect(e->b, "guard@localhost", 5000), 0);
+	assert_non_null(strstr(kdist_strerror(), "guard@localhost"));
+	kdist_node_destroy(guard);
+}
+
+/* Over TLS the allowed name must also match the client certificate,
+ * which names localhost here, not example.com. */
+static void node_allow_list_checks_cert(void **state)
+{
+	struct env *e = *state;
+	static const char *const allow[] = { "evil@example.com" };
+	struct kdist_node *guard = start_node_allow(e, "guard@localhost", true,
+						    "cookie-one", allow, 1);
+	struct kdist_node *evil = start_node(e, "evil@example.com", true,
+					     "cookie-one");
+
+	assert_non_null(guard);
+	assert_non_null(evil);
+	assert_int_not_equal(kdist_connect(evil, "guard@localhost", 5000), 0);
+	kdist_node_destroy(evil);
+	kdist_node_destroy(guard);
+}
+
 static void node_unknown_peer_fails(void **state)
 {
 	struct env *e = *state;
@@ -459,6 +509,8 @@ int main(void)
 						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_unknown_peer_fails,
 						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_allow_list_by_name,
+						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_disconnect_then_reconnect,
 						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_simultaneous_connect,
@@ -476,6 +528,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(node_simultaneous_connect,
 						setup_tls, teardown),
 		cmocka_unit_test_setup_teardown(node_small_overtakes_fragments,
+						setup_tls, teardown),
+		cmocka_unit_test_setup_teardown(node_allow_list_by_name,
+						setup_tls, teardown),
+		cmocka_unit_test_setup_teardown(node_allow_list_checks_cert,
 						setup_tls, teardown),
 		cmocka_unit_test_setup_teardown(node_disconnect_then_reconnect,
 						setup_tls, teardown),
