@@ -3,7 +3,7 @@
  * kdist node, ping and send. The node serves two registered names that
  * tests and benchmarks use:
  *   echo  {Pid, Term} -> Term sent back to Pid
- *   sink  counts messages and payload bytes; {Pid, stats} is answered with
+ *   sink  counts messages and payload bytes; {Pid, stats} gets the reply
  *         {sink_stats, Messages, Bytes} and not counted
  */
 #include <errno.h>
@@ -295,7 +295,7 @@ int cmd_node(int argc, char **argv)
 
 /* ---- ping and send ---- */
 
-/* A mailbox that waits for one {Tag, Reply} answer to a gen_call. */
+/* A mailbox that waits for the {Tag, Reply} reply to one gen_call. */
 struct call {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;

@@ -396,7 +396,7 @@ void kd_session_free(struct kd_session *s)
 	free(s);
 }
 
-/* ---- net_kernel: answers net_adm:ping/1 ---- */
+/* ---- net_kernel: replies to net_adm:ping/1 ---- */
 
 /* Handles {'$gen_call', {From, Tag}, {is_auth, Node}} with {Tag, yes}. */
 static void net_kernel_receive(void *user, struct kdist_mailbox *mbox,
