@@ -12,7 +12,7 @@
 %% the harness can check itself against erl when build/kdist is missing.
 -module(kdist_peer).
 
--export([main/1, serve/1]).
+-export([main/1, serve/1, soak/1]).
 
 -define(WATCHDOG_MS, 90000).
 -define(REPLY_MS, 5000).
@@ -79,6 +79,8 @@ run("raw", [Mode, Host, Port, Node, Cookie, OptFile]) ->
 		       Cookie, OptFile);
 run("idle", [Host, Port, Node, OptFile]) ->
 	check_idle(Host, list_to_integer(Port), node_atom(Node), OptFile);
+run("hold", [Node, Seconds]) ->
+	check_hold(node_atom(Node), list_to_integer(Seconds));
 run(Check, Args) ->
 	fail("unknown check ~s with arguments ~p", [Check, Args]).
 
@@ -409,6 +411,36 @@ watch_loop(Node, Fd, T0, End) ->
 		ok
 	end.
 
+%% --- hold: one link kept up for a while -------------------------------------
+
+%% Echo once, keep the link for Seconds, then echo again: the link must not
+%% go down in between (the test changes certificates or files meanwhile).
+check_hold(Node, Seconds) ->
+	ok = net_kernel:monitor_nodes(true, [nodedown_reason]),
+	check_ping(Node),
+	hold_echo(Node, before),
+	io:format("kdist_peer: hold connected~n"),
+	receive
+		{nodedown, Node, Info} ->
+			fail("link to ~p went down during the hold: ~p", [Node, Info])
+	after Seconds * 1000 -> ok
+	end,
+	hold_echo(Node, 'after'),
+	lists:member(Node, nodes(connected)) orelse
+		fail("~p is not in nodes(connected) after the hold", [Node]),
+	receive
+		{nodedown, Node, Info2} ->
+			fail("link to ~p went down during the hold: ~p", [Node, Info2])
+	after 0 -> ok
+	end.
+
+hold_echo(Node, Tag) ->
+	{echo, Node} ! {self(), {hold, Tag}},
+	receive
+		{hold, Tag} -> ok
+	after ?REPLY_MS -> fail("no echo of ~p from ~p", [Tag, Node])
+	end.
+
 %% --- idle sockets during a handshake ----------------------------------------
 
 %% Hold a TCP connection that sends nothing and a TLS connection that never
@@ -590,4 +622,46 @@ sink_loop(Msgs, Bytes) ->
 			sink_loop(Msgs, Bytes);
 		Msg ->
 			sink_loop(Msgs + 1, Bytes + byte_size(term_to_binary(Msg)))
+	end.
+
+%% --- soak: the erl side of tests/tools/seqpeer soak --------------------------
+
+%% Register seqack, which sends {tack, N} back for each {tseq, From, N},
+%% and start a sender that streams {eseq, OsPid, N}, N = 1, 2, ..., to
+%% {soak, KdistNode}. The sender sends only while connected: after a
+%% nodedown it connects again and goes on with the next N, so the numbers
+%% lost are those sent into the link that went down.
+soak([KdistNode]) ->
+	Node = node_atom(KdistNode),
+	register(seqack, spawn(fun seqack_loop/0)),
+	Inc = list_to_integer(os:getpid()),
+	spawn(fun() -> eseq_connect(Node, Inc, 1) end),
+	io:format("kdist_peer: soak serving~n"),
+	ok.
+
+seqack_loop() ->
+	receive
+		{tseq, From, N} when is_pid(From) -> From ! {tack, N};
+		_ -> ok
+	end,
+	seqack_loop().
+
+eseq_connect(Node, Inc, N) ->
+	case net_kernel:connect_node(Node) of
+		true ->
+			erlang:monitor_node(Node, true),
+			eseq_send(Node, Inc, N);
+		_ ->
+			timer:sleep(100),
+			eseq_connect(Node, Inc, N)
+	end.
+
+eseq_send(Node, Inc, N) ->
+	lists:foreach(fun(I) -> {soak, Node} ! {eseq, Inc, I} end,
+		      lists:seq(N, N + 49)),
+	receive
+		{nodedown, Node} ->
+			timer:sleep(100),
+			eseq_connect(Node, Inc, N + 50)
+	after 5 -> eseq_send(Node, Inc, N + 50)
 	end.
