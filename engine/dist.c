@@ -46,18 +46,73 @@ static void deliver(struct kdist_mailbox *m, const erlang_pid *from,
 		m->fn(m->user, m, from ? &pub : NULL, payload, len);
 }
 
+/*
+ * Sends a protocol reply (UNLINK_ID_ACK, SPAWN_REPLY, an exit for a
+ * missing process). Replies may pass the send queue limit, because
+ * dropping one breaks the protocol, but a peer that keeps asking without
+ * reading has its connection closed once the queue holds twice the limit.
+ */
 static void session_reply(struct kd_session *s, ei_x_buff *x)
 {
-	int err = kd_session_send(s, x, NULL, 0, KD_SEND_FORCE);
+	struct kd_link_stats st;
+	int err = kd_session_send(s, x, NULL, 0, 0);
 
+	if (err == -EAGAIN) {
+		kd_link_get_stats(s->link, &st);
+		if (st.queued_bytes > 2 * s->node->cfg.send_queue_bytes) {
+			char why[160];
+
+			snprintf(why, sizeof(why),
+				 "peer does not read its replies: %llu bytes "
+				 "queued, twice the send queue limit",
+				 (unsigned long long)st.queued_bytes);
+			kd_link_close(s->link, -ENOBUFS, why);
+			return;
+		}
+		err = kd_session_send(s, x, NULL, 0, KD_SEND_FORCE);
+	}
 	if (err)
 		kd_debug("conn %s: reply not sent: %s", s->peer_name,
 			 strerror(-err));
 }
 
-static void relation_add(struct kdist_mailbox *m, const struct kd_relation *r)
+/* ERTS drops a connection whose peer names a sender on another node in
+ * LINK, MONITOR_P or an exit signal; so does kdist. */
+static bool sender_on_peer(struct kd_session *s, const struct kd_ctrl *c)
+{
+	char why[200];
+
+	if (!c->has_from || strcmp(c->from.node, s->peer_name) == 0)
+		return true;
+	snprintf(why, sizeof(why),
+		 "control message %d names sender %.100s, not on the peer's "
+		 "node",
+		 c->op, c->from.node);
+	kd_link_close(s->link, -EPROTO, why);
+	return false;
+}
+
+static bool pid_equal(const erlang_pid *a, const erlang_pid *b);
+static void dist_unknown(struct kd_session *s, int op, const char *why);
+
+/* Links and monitors one mailbox keeps; a peer past this is refused. */
+#define KD_MAX_RELATIONS 65536
+
+/* Records a link or monitor. A second link from the same process is the
+ * same link, as in OTP. Returns false when the mailbox is full. */
+static bool relation_add(struct kdist_mailbox *m, const struct kd_relation *r)
 {
 	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; !r->monitor && i < m->n_rels; i++)
+		if (!m->rels[i].monitor &&
+		    pid_equal(&m->rels[i].remote, &r->remote)) {
+			pthread_mutex_unlock(&m->lock);
+			return true;
+		}
+	if (m->n_rels >= KD_MAX_RELATIONS) {
+		pthread_mutex_unlock(&m->lock);
+		return false;
+	}
 	if (m->n_rels == m->cap_rels) {
 		size_t cap = m->cap_rels ? m->cap_rels * 2 : 4;
 		void *n = realloc(m->rels, cap * sizeof(*m->rels));
@@ -66,13 +121,14 @@ static void relation_add(struct kdist_mailbox *m, const struct kd_relation *r)
 			pthread_mutex_unlock(&m->lock);
 			kd_err("mailbox %u: out of memory recording a link",
 			       m->epid.num);
-			return;
+			return false;
 		}
 		m->rels = n;
 		m->cap_rels = cap;
 	}
 	m->rels[m->n_rels++] = *r;
 	pthread_mutex_unlock(&m->lock);
+	return true;
 }
 
 static bool pid_equal(const erlang_pid *a, const erlang_pid *b)
@@ -136,10 +192,14 @@ static void dist_link(struct kd_session *s, struct kd_ctrl *c)
 	struct kd_relation r = { .remote = c->from };
 	ei_x_buff x;
 
-	if (m) {
-		relation_add(m, &r);
+	if (m && relation_add(m, &r)) {
 		kd_mailbox_put(m);
 		return;
+	}
+	if (m) {
+		dist_unknown(s, c->op, "too many links on one mailbox; "
+				       "answered with an exit");
+		kd_mailbox_put(m);
 	}
 	if (ei_x_new(&x) != 0)
 		return;
@@ -219,10 +279,14 @@ static void dist_monitor(struct kd_session *s, struct kd_ctrl *c)
 	};
 	ei_x_buff x;
 
-	if (m) {
-		relation_add(m, &r);
+	if (m && relation_add(m, &r)) {
 		kd_mailbox_put(m);
 		return;
+	}
+	if (m) {
+		dist_unknown(s, c->op, "too many monitors on one mailbox; "
+				       "answered with noproc");
+		kd_mailbox_put(m);
 	}
 	/* No such process: the monitor fires at once with noproc. */
 	if (ei_x_new(&x) != 0)
@@ -267,6 +331,22 @@ static void dist_unknown(struct kd_session *s, int op, const char *why)
 
 static void dist_dispatch(struct kd_session *s, struct kd_ctrl *c)
 {
+	switch (c->op) {
+	case KD_DOP_LINK:
+	case KD_DOP_UNLINK:
+	case KD_DOP_UNLINK_ID:
+	case KD_DOP_EXIT:
+	case KD_DOP_PAYLOAD_EXIT:
+	case KD_DOP_EXIT2:
+	case KD_DOP_PAYLOAD_EXIT2:
+	case KD_DOP_MONITOR_P:
+	case KD_DOP_DEMONITOR_P:
+		if (!sender_on_peer(s, c))
+			return;
+		break;
+	default:
+		break;
+	}
 	switch (c->op) {
 	case KD_DOP_SEND:
 	case KD_DOP_SEND_SENDER:
@@ -325,9 +405,19 @@ static void session_packet(void *user, struct kd_link *link,
 	if (len >= 2 && data[0] == 131 && (data[1] == 69 || data[1] == 70)) {
 		r = kd_frag_input(s->frags, data, len, &whole, &whole_len, err,
 				  sizeof(err));
+		if (r == 0 && kd_frag_pending_bytes(s->frags) >
+				      s->node->cfg.max_message) {
+			snprintf(err, sizeof(err),
+				 "unfinished fragmented messages hold %zu bytes, "
+				 "more than max_message %llu; raise "
+				 "-max_message if the peer is legitimate",
+				 kd_frag_pending_bytes(s->frags),
+				 (unsigned long long)s->node->cfg.max_message);
+			r = -EMSGSIZE;
+		}
 		if (r <= 0) {
 			if (r < 0)
-				kd_link_close(link, -EPROTO, err);
+				kd_link_close(link, r, err);
 			return;
 		}
 		data = whole;

@@ -158,11 +158,35 @@ static void describe_flags(char *dst, size_t size, uint64_t flags)
 
 /* "name@host": one '@' with text on both sides, no NUL, at most 255 bytes,
  * as dist_util is_node_name. */
+/* True for well-formed UTF-8 without control characters, so a name can
+ * go into log lines and atoms as it is. */
+static bool is_printable_utf8(const uint8_t *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		uint8_t b = s[i];
+		size_t n = b < 0x80 ? 1 : (b & 0xe0) == 0xc0 ? 2
+				    : (b & 0xf0) == 0xe0 ? 3
+				    : (b & 0xf8) == 0xf0 ? 4 : 0;
+
+		if (n == 0 || i + n > len || (n == 1 && (b < 0x20 || b == 0x7f)))
+			return false;
+		if (n == 2 && b < 0xc2)
+			return false; /* overlong */
+		for (size_t k = 1; k < n; k++)
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+		i += n;
+	}
+	return true;
+}
+
 static bool is_valid_node_name(const uint8_t *name, size_t len)
 {
 	const uint8_t *at;
 
-	if (len == 0 || len > MAX_NAME_LEN || memchr(name, '\0', len))
+	if (len == 0 || len > MAX_NAME_LEN || !is_printable_utf8(name, len))
 		return false;
 	at = memchr(name, '@', len);
 	if (!at || at == name || at == name + len - 1)

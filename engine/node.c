@@ -682,6 +682,11 @@ void kd_mailbox_drop_node(struct kdist_node *node, const char *peer)
 			if (strcmp(m->rels[i].remote.node, peer) != 0)
 				m->rels[j++] = m->rels[i];
 		m->n_rels = j;
+		if (j == 0) {
+			free(m->rels);
+			m->rels = NULL;
+			m->cap_rels = 0;
+		}
 		pthread_mutex_unlock(&m->lock);
 	}
 	pthread_mutex_unlock(&node->lock);

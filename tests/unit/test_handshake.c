@@ -861,8 +861,11 @@ static void test_dynamic_name_rejected(void **state)
 
 static void test_name_validation(void **state)
 {
-	static const char *const bad[] = { "nohost", "@host", "name@",
-					   "a@b@c", "" };
+	static const char *const bad[] = {
+		"nohost", "@host", "name@", "a@b@c", "",
+		"x\n12:00:00.000 kdist info: forged@h", "tab\t@h", "\xff\xfe@h",
+		"\xc0\xaf@h", "del\x7f@h",
+	};
 	struct kd_hs_params p = acceptor_params();
 	char long_name[300];
 	uint8_t m[MAX_MSG];
@@ -884,6 +887,12 @@ static void test_name_validation(void **state)
 	assert_int_equal(kd_hs_init(&hs, &p), 0);
 	len = build_name(m, OTP25_FLAGS, 1, long_name);
 	assert_int_equal(kd_hs_input(&hs, m, len), -EPROTO);
+
+	/* UTF-8 beyond ASCII is a valid node name. */
+	p.check_peer = NULL;
+	assert_int_equal(kd_hs_init(&hs, &p), 0);
+	len = build_name(m, OTP25_FLAGS, 1, "n\xc3\xa4me@h\xc3\xb6st");
+	assert_int_equal(kd_hs_input(&hs, m, len), 0);
 
 	/* A NUL inside the name. */
 	assert_int_equal(kd_hs_init(&hs, &p), 0);

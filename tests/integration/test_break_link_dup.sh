@@ -1,0 +1,32 @@
+#!/bin/sh
+# A peer that sends LINK from one pid to the echo mailbox many times keeps
+# one link, as in OTP, so kdist's memory does not grow with the count.
+# kdist stores every LINK as a new relation of about 2 KB (struct
+# kd_relation) and never shrinks the array, so 200,000 LINKs (12 MB on the
+# wire) add about 400 MB of resident memory.
+. "$(dirname "$0")/lib.sh"
+kd_init
+need_kdist
+need_real_kdist "the LINK flood measures the kdist process"
+KD_FLOODPEER=$KD_REPO/build/tools/floodpeer
+[ -x "$KD_FLOODPEER" ] || skip "$KD_FLOODPEER not built; run 'make tools'"
+start_epmd
+make_certs
+start_kdist linkdup
+
+rss_kb() {
+	sed -n 's/^VmRSS:[^0-9]*\([0-9]*\) kB/\1/p' "/proc/$1/status"
+}
+
+before=$(rss_kb "$KD_PID")
+"$KD_FLOODPEER" link-dup localhost "$KD_PORT" "$KD_NODE" "$KD_COOKIE" \
+	"$KD_CONF" 200000 2>>"$KD_TMP/log/floodpeer.err" ||
+	fail "floodpeer could not send 200000 LINKs: $(tail -n 1 "$KD_TMP/log/floodpeer.err")"
+wait_for "$KD_ERR" "conn floodpeer@localhost: down" 10 ||
+	fail "kdist logged no nodedown for floodpeer"
+after=$(rss_kb "$KD_PID")
+grown=$(((after - before) / 1024))
+[ "$grown" -le 32 ] ||
+	fail "RSS grew by $grown MB after 200000 LINKs from one pid (limit 32 MB)"
+check_still_serves 25
+ok
