@@ -79,6 +79,8 @@ run("raw", [Mode, Host, Port, Node, Cookie, OptFile]) ->
 		       Cookie, OptFile);
 run("idle", [Host, Port, Node, OptFile]) ->
 	check_idle(Host, list_to_integer(Port), node_atom(Node), OptFile);
+run("ping_within", [Node, Ms]) ->
+	check_ping_within(node_atom(Node), list_to_integer(Ms));
 run("hold", [Node, Seconds]) ->
 	check_hold(node_atom(Node), list_to_integer(Seconds));
 run(Check, Args) ->
@@ -110,6 +112,16 @@ check_pang(Node) ->
 	Ms < 15000 orelse fail("pang from ~p took ~b ms", [Node, Ms]),
 	lists:member(Node, nodes(connected)) andalso
 		fail("~p is in nodes(connected) after pang", [Node]),
+	ok.
+
+%% One ping, no retries: it must return pong within Ms milliseconds.
+check_ping_within(Node, Ms) ->
+	T0 = erlang:monotonic_time(millisecond),
+	Result = net_adm:ping(Node),
+	Took = erlang:monotonic_time(millisecond) - T0,
+	io:format("kdist_peer: ping ~p returned ~p in ~b ms~n", [Node, Result, Took]),
+	Result =:= pong orelse fail("ping ~p returned ~p after ~b ms", [Node, Result, Took]),
+	Took =< Ms orelse fail("ping ~p took ~b ms, limit ~b ms", [Node, Took, Ms]),
 	ok.
 
 check_nodes(Node) ->
