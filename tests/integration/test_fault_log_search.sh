@@ -1,9 +1,9 @@
 #!/bin/sh
-# No secret in any kdist log or stdout. The test runs a kdist node with
-# debug logging (-v) through TLS 1.3 and 1.2 handshakes in both roles, a
-# wrong cookie in both roles, a certificate rejection, a garbage packet
-# and a 10 s seqpeer soak with disconnects, then searches every kdist log
-# and stdout of the run. Expected: no line contains either cookie, the
+# No secret in any kdist log or stdout. The test runs kdist with debug
+# logging (-v) through TLS 1.3 handshakes in both roles, TLS 1.2 as
+# server, a wrong cookie in both roles, a certificate rejection, a garbage
+# packet and a 10 s seqpeer soak with disconnects. Then it searches every
+# kdist log and stdout of the run. Expected: no line contains either cookie, the
 # word "SECRET" (any case: the TLS key log format) or a run of 32 or more
 # hex digits (a 16-byte digest, a key or a traffic secret in hex).
 # KDIST_LOG_SEARCH_DIR=DIR also searches the files under DIR, for example

@@ -1,9 +1,9 @@
 #!/bin/sh
 # Network partition between two network namespaces that the test makes
-# (needs root). Namespace A runs a kdist node nk@10.199.0.1 and namespace
-# B an erl node (OTP 25) ne@10.199.0.2, each with its own EPMD on the same
-# port, joined by a veth pair, over TLS 1.3 with a certificate for both
-# addresses, and with -kernel net_ticktime 4 on both nodes. The test sets
+# (needs root), joined by a veth pair. Namespace A runs a kdist node
+# nk@10.199.0.1 and namespace B an erl node (OTP 25) ne@10.199.0.2. Each
+# has its own EPMD on the same port. Both use TLS 1.3 with a certificate
+# for both addresses and -kernel net_ticktime 4. The test sets
 # the veth end in A down (the kernel has no netem qdisc to drop packets).
 # Expected: kdist prints its nodedown line within 1.25 x net_ticktime
 # (5 s) plus 1 s of polling slack, and the erl node declares kdist down
@@ -42,8 +42,8 @@ ip -n "$ns_a" addr add 10.199.0.1/24 dev "$veth_a" &&
 	ip -n "$ns_a" link set lo up && ip -n "$ns_b" link set lo up &&
 	ip -n "$ns_a" link set "$veth_a" up && ip -n "$ns_b" link set "$veth_b" up ||
 	fail "cannot configure the namespaces"
-# reachable_from_b: a TCP connect from B to port 1 of 10.199.0.1 gets an
-# answer (refused) within 1 s. The machine may have no ping binary.
+# reachable_from_b: a TCP connect from B to port 1 of 10.199.0.1 gets a
+# reply (refused) within 1 s. The machine may have no ping binary.
 reachable_from_b() {
 	ip netns exec "$ns_b" python3 -c 'import socket, sys
 s = socket.socket()

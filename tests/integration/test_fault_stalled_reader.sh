@@ -2,8 +2,8 @@
 # A peer that stops reading: tests/tools/seqpeer, a kdist node on
 # include/kdist.h with -send_queue 1 MiB, sends 64 KiB binaries to the
 # sink of an erl node that the test SIGSTOPs. Expected: the sends return
-# -EAGAIN once the socket buffers and the 1 MiB queue are full, the
-# writable callback does not fire while the peer is stopped (6 s), and
+# -EAGAIN once the socket buffers and the 1 MiB queue are full, and the
+# writable callback does not fire while the peer is stopped (6 s).
 # seqpeer's VmRSS stays within 32 MiB of its value before the flood and
 # does not grow while blocked. After SIGCONT the callback fires, the
 # rest of the 512 MiB go through and the sink counts every message.
