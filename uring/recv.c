@@ -293,6 +293,11 @@ static void recv_error(struct kd_link *l, int res)
 	case -EPIPE:
 		kd_link_fail(l, res, "connection broken (EPIPE)");
 		return;
+	case -EBADMSG:
+		if (l->path != KD_PATH_KERNEL_TLS)
+			break;
+		kd_link_fail(l, res, "TLS record failed authentication (bad_record_mac): kernel TLS returned EBADMSG");
+		return;
 	}
 	kd_link_fail(l, res, "receive failed: %s", strerror(-res));
 }
@@ -342,7 +347,9 @@ static void recvmsg_buffer(struct kd_link *l, uint8_t *buf, int res)
 	payload = io_uring_recvmsg_payload(out, &l->rx_msg);
 	len = io_uring_recvmsg_payload_length(out, res, &l->rx_msg);
 	if (len == 0) {
-		kd_rx_eof(l, "connection closed by peer");
+		kd_rx_eof(l, l->path == KD_PATH_KERNEL_TLS ?
+				     "connection closed by peer without TLS close_notify" :
+				     "connection closed by peer");
 		return;
 	}
 	atomic_store_explicit(&l->last_rx_ns, kd_now_ns(), memory_order_relaxed);
@@ -380,9 +387,9 @@ void kd_recv_complete(struct kd_link *l, struct io_uring_cqe *cqe)
 		buf_recycle(t, bid);
 	}
 	if (cqe->res == 0 && !l->dead)
-		kd_rx_eof(l, l->path == KD_PATH_USER_TLS ?
-				     "connection closed by peer without TLS close_notify" :
-				     "connection closed by peer");
+		kd_rx_eof(l, l->path == KD_PATH_PLAIN ?
+				     "connection closed by peer" :
+				     "connection closed by peer without TLS close_notify");
 	else if (cqe->res < 0 && !l->dead)
 		recv_error(l, cqe->res);
 

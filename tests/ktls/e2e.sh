@@ -14,8 +14,9 @@
 # Environment: KDIST_OTPS (see tests/integration/lib.sh), KDIST_KEEP=1
 # keeps the temporary directory, KDIST_KTLS_STATS=FILE appends the
 # tls_stat deltas of each section to FILE, KDIST_KTLS_SEQ and
-# KDIST_KTLS_SINK set ktls_peer's traffic counts and KDIST_KTLS_REKEY the
-# messages of each rekey case (default 2000).
+# KDIST_KTLS_SINK set ktls_peer's traffic counts, KDIST_KTLS_REKEY the
+# messages of each rekey case (default 2000), KDIST_KTLS_SECTIONS the
+# sections to run (default "1 2 3").
 # Exit status: 0 pass, 1 fail, 77 skip (tests/integration/lib.sh).
 . "$(dirname "$0")/../integration/lib.sh"
 KD_TEST=ktls_e2e
@@ -223,6 +224,15 @@ if [ $KTLS = 1 ]; then
 	MODES="auto on"
 fi
 
+# in_section N: whether section N is to run.
+in_section() {
+	case " ${KDIST_KTLS_SECTIONS:-1 2 3} " in
+	*" $1 "*) return 0 ;;
+	esac
+	echo "# skip section $1: not in KDIST_KTLS_SECTIONS"
+	return 1
+}
+
 # --- 1. every version and cipher, both roles ------------------------------------
 
 CASES="tls13:aes128:TLS_AES_128_GCM_SHA256
@@ -245,6 +255,7 @@ if [ $KTLS = 1 ] && [ ! -w "$KD_OTP27_ROOT" ]; then
 	OTPS=25
 fi
 
+section1() {
 # All peers start at once (erl starts slowly under emulation); the
 # tls_stat deltas cover the whole section.
 stat_snap a
@@ -308,6 +319,8 @@ if [ $KTLS = 1 ]; then
 	[ "$(stat_delta a b TlsDecryptError)" = 0 ] || fail "TlsDecryptError moved"
 fi
 echo "# 1. every version and cipher: traffic intact on the expected paths"
+}
+in_section 1 && section1
 
 # --- 2. rekeys -----------------------------------------------------------------
 
@@ -354,6 +367,7 @@ kconf ku13 "'tlsv1.3'" TLS_AES_128_GCM_SHA256 ", {key_update_at, 100000}"
 kconf ku13c "'tlsv1.3'" TLS_CHACHA20_POLY1305_SHA256 ", {key_update_at, 100000}"
 kconf rn12 "'tlsv1.2'" ECDHE-ECDSA-AES128-GCM-SHA256 ", {renegotiate_at, 300}"
 
+section2() {
 REKEY_COUNT=${KDIST_KTLS_REKEY:-2000}
 echo "# 2. rekeys: $REKEY_COUNT x 1 KiB sequence-numbered messages echoed in order"
 stat_snap r
@@ -405,8 +419,12 @@ if [ $KTLS = 1 ] && [ $REKEY = 1 ]; then
 		fail "no TLS 1.3 transmit rekey in tls_stat (TlsTxRekeyOk)"
 fi
 
+}
+in_section 2 && section2
+
 # --- 3. spoiled streams ----------------------------------------------------------
 
+section3() {
 echo "# 3. a tampered record, a truncated record, close_notify mid-stream"
 kconf chacha13 "'tlsv1.3'" TLS_CHACHA20_POLY1305_SHA256 ""
 KD_CONF=$KD_CERTS/chacha13.conf
@@ -444,5 +462,7 @@ wait_for "$KD_TMP/bystander.inbox" still_here 10 || fail "bystander got nothing"
 KD_CONF=$KD_CERTS/chacha13.conf
 kping "$bad_node" auto ping-after-bad
 echo "#   the bystander connection and new connections kept working"
+}
+in_section 3 && section3
 
 ok
