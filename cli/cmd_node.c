@@ -482,6 +482,7 @@ int cmd_ping(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	cli_quiet(&o);
 	cli_default_name(&o, name, sizeof(name));
 	node = cli_start_node(&o);
 	if (!node) {
@@ -543,6 +544,7 @@ int cmd_send(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	cli_quiet(&o);
 	cli_default_name(&o, name, sizeof(name));
 	node = cli_start_node(&o);
 	if (!node) {

@@ -287,6 +287,12 @@ void cli_print_common_help(void)
 	      stdout);
 }
 
+void cli_quiet(struct cli_opts *o)
+{
+	if (o->cfg.log_level == KDIST_LOG_INFO)
+		o->cfg.log_level = KDIST_LOG_WARN;
+}
+
 void cli_default_name(struct cli_opts *o, char *buf, size_t cap)
 {
 	if (o->name)

@@ -36,6 +36,8 @@ int cli_parse(int argc, char **argv, struct cli_opts *o);
 void cli_print_common_help(void);
 /* Gives @o a name when none was set: "kdist_<pid>" as a hidden node. */
 void cli_default_name(struct cli_opts *o, char *buf, size_t cap);
+/* One-shot commands log warnings and errors only, unless -v was given. */
+void cli_quiet(struct cli_opts *o);
 /* Creates and starts the node; prints the error and returns NULL on
  * failure. */
 struct kdist_node *cli_start_node(struct cli_opts *o);

@@ -739,6 +739,24 @@ static void hsconn_finish(struct kd_hsconn *c)
 		writable(writable_user, s->peer_name);
 }
 
+/* The peer closed during the distribution handshake. An acceptor that
+ * finds the wrong digest closes without a word, so right after our
+ * challenge reply the likely cause is a cookie mismatch. */
+static void hsconn_fail_closed(struct kd_hsconn *c, const char *detail)
+{
+	if (c->initiator && c->hs.state == KD_HS_RECV_CHALLENGE_ACK)
+		hsconn_fail(c, -EACCES,
+			    "the peer closed the connection after our challenge "
+			    "reply; the cookies most likely differ (set the same "
+			    "-setcookie on both nodes)");
+	else
+		hsconn_fail(c, -ECONNRESET,
+			    "peer closed the connection during the "
+			    "distribution handshake%s%s%s",
+			    detail ? " (" : "", detail ? detail : "",
+			    detail ? ")" : "");
+}
+
 /* Reads what the path has and feeds whole handshake messages to the
  * state machine. */
 static void hsconn_step_dist(struct kd_hsconn *c)
@@ -767,10 +785,7 @@ static void hsconn_step_dist(struct kd_hsconn *c)
 				    e == SSL_ERROR_WANT_WRITE)
 					break;
 				tls_error_text(c->ssl, r, why, sizeof(why));
-				hsconn_fail(c, -ECONNRESET,
-					    "connection closed during the "
-					    "distribution handshake (%s)",
-					    why);
+				hsconn_fail_closed(c, why);
 				return;
 			}
 			n = r;
@@ -797,8 +812,7 @@ static void hsconn_step_dist(struct kd_hsconn *c)
 			}
 		}
 		if (n == 0) {
-			hsconn_fail(c, -ECONNRESET, "peer closed the connection "
-				    "during the distribution handshake");
+			hsconn_fail_closed(c, NULL);
 			return;
 		}
 		in->len += (size_t)n;

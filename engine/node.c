@@ -510,6 +510,14 @@ void kd_pid_from_public(const struct kdist_pid *in, erlang_pid *out)
 	out->creation = in->creation;
 }
 
+int kdist_encode_pid(char *buf, int *index, const struct kdist_pid *pid)
+{
+	erlang_pid epid;
+
+	kd_pid_from_public(pid, &epid);
+	return ei_encode_pid(buf, index, &epid);
+}
+
 void kd_node_make_ref(struct kdist_node *node, erlang_ref *ref)
 {
 	uint32_t rnd[2];

@@ -1593,6 +1593,8 @@ int kd_term_parse_flags(const char *text, size_t len, unsigned flags,
 		ret = parse_term(&lx, 1, &term);
 	if (ret == 0 && at_punct(&lx, "."))
 		ret = lex_next(&lx);
+	else if (ret == 0 && (flags & KD_TERM_PARSE_DOT))
+		ret = expected(&lx, "'.' after the term");
 	if (ret == 0 && lx.tok.kind != TOK_EOF)
 		ret = expected(&lx, "end of input after the term");
 	free(lx.tok.text.data);

@@ -42,6 +42,8 @@ enum kd_term_type {
 
 enum kd_term_parse_flag {
 	KD_TERM_PARSE_CALLS = 1u << 0, /* accept M:F(Args) as KD_TERM_CALL */
+	/* The term must end with '.', as erl_parse requires of a file. */
+	KD_TERM_PARSE_DOT = 1u << 1,
 };
 
 struct kd_term {

@@ -811,8 +811,14 @@ static int apply_opt(struct role_opts *r, const char *name,
 					 "deliver itself", r->name, name);
 	d = find_opt(name);
 	if (!d)
-		return opt_error(src, EINVAL, "option '%s' is not supported "
-				 "by kdist", name);
+		return opt_error(src, EINVAL, "%s option '%s' is not supported "
+				 "by kdist (supported: certfile, keyfile, "
+				 "cacertfile, password, verify, "
+				 "fail_if_no_peer_cert, depth, versions, "
+				 "ciphers, server_name_indication, verify_fun, "
+				 "secure_renegotiate, reuse_sessions; see the "
+				 "README)",
+				 r->name, name);
 	if (d->roles == ROLE_SERVER && !r->server)
 		return opt_error(src, EINVAL, "option '%s' is a server option; "
 				 "OTP 26 and later reject it in client "
@@ -966,8 +972,9 @@ int kd_tls_config_load_file(struct kd_tls_config *cfg, const char *path,
 	ret = read_file(path, &text, &len, &src);
 	if (ret < 0)
 		return ret;
-	ret = kd_term_parse_flags(text, len, KD_TERM_PARSE_CALLS, &term, perr,
-				  sizeof(perr));
+	ret = kd_term_parse_flags(text, len,
+				  KD_TERM_PARSE_CALLS | KD_TERM_PARSE_DOT, &term,
+				  perr, sizeof(perr));
 	OPENSSL_cleanse(text, len);
 	free(text);
 	if (ret < 0)

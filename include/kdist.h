@@ -62,13 +62,23 @@ enum kdist_log_level {
 	KDIST_LOG_DEBUG,
 };
 
-/* A process identifier, local or remote. */
+/* A process identifier, local or remote. The fields map to ei's
+ * erlang_pid as node, num, serial and creation. */
 struct kdist_pid {
 	char node[KDIST_MAX_NODE_NAME + 1];
 	uint32_t id;
 	uint32_t serial;
 	uint32_t creation;
 };
+
+/*
+ * Encodes @pid at @buf + *@index in external term format and advances
+ * *@index, as ei_encode_pid() does; @buf NULL only advances, to size a
+ * buffer. With an ei_x_buff: kdist_encode_pid(NULL, &n, pid) for the size,
+ * then encode into a buffer of that size and ei_x_append_buf() it.
+ * Returns 0 or -1.
+ */
+int kdist_encode_pid(char *buf, int *index, const struct kdist_pid *pid);
 
 struct kdist_config {
 	/* "name@host" or "name": with no host part the host is added, short
@@ -134,8 +144,10 @@ int kdist_node_create(const struct kdist_config *cfg,
 		      struct kdist_node **out);
 /* Listens, registers with EPMD and starts the threads. */
 int kdist_node_start(struct kdist_node *node);
-/* Closes every connection, unregisters and joins the threads. */
+/* Closes every connection, unregisters and joins the threads. Messages
+ * still queued are not sent. */
 void kdist_node_stop(struct kdist_node *node);
+/* Stops the node if it runs, then frees it and its mailboxes. */
 void kdist_node_destroy(struct kdist_node *node);
 
 /* Full node name, "name@host". */
@@ -163,10 +175,13 @@ void kdist_mailbox_close(struct kdist_mailbox *mbox, const char *reason);
 const struct kdist_pid *kdist_mailbox_pid(const struct kdist_mailbox *mbox);
 
 /*
- * Sends @payload to @to. If no connection to the pid's node exists, one is
- * set up and the message waits for it. Returns -EAGAIN when the
- * connection's send queue is full (see kdist_set_writable_fn), -ENOTCONN
- * when the node cannot be reached.
+ * Sends @payload to @to; the bytes are copied before return. Sending is
+ * asynchronous: 0 means the message is queued. If no connection to the
+ * pid's node exists, one is set up and the message waits for it; when
+ * that set-up fails, the waiting messages are dropped with a log line, so
+ * call kdist_connect() first to learn whether a node is reachable.
+ * Returns -EAGAIN when the connection's send queue is full (see
+ * kdist_set_writable_fn), -ENOTCONN after kdist_node_stop().
  */
 int kdist_send_pid(struct kdist_mailbox *from, const struct kdist_pid *to,
 		   const void *payload, size_t len);

@@ -209,7 +209,7 @@ bool kd_ktls_choose_for(const struct kd_ktls_caps *caps,
 		return false;
 	}
 	if (!caps->ulp) {
-		snprintf(why, whylen, "kernel has no TLS ULP: %s", caps->detail);
+		snprintf(why, whylen, "no kernel TLS: %s", caps->detail);
 		return false;
 	}
 	if (!cipher) {

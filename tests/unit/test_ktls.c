@@ -236,9 +236,9 @@ static const struct policy_case policy_cases[] = {
 	{ KDIST_KTLS_OFF, true, true, V13, AES256, false, "ktls=off" },
 	{ KDIST_KTLS_OFF, false, false, V12, AES128, false, "ktls=off" },
 	/* no ULP: user space under auto and on */
-	{ KDIST_KTLS_AUTO, false, false, V13, CHACHA, false, "kernel has no TLS ULP: probe detail" },
-	{ KDIST_KTLS_ON, false, false, V13, AES128, false, "kernel has no TLS ULP" },
-	{ KDIST_KTLS_ON, false, false, V12, AES256, false, "kernel has no TLS ULP" },
+	{ KDIST_KTLS_AUTO, false, false, V13, CHACHA, false, "no kernel TLS: probe detail" },
+	{ KDIST_KTLS_ON, false, false, V13, AES128, false, "no kernel TLS" },
+	{ KDIST_KTLS_ON, false, false, V12, AES256, false, "no kernel TLS" },
 	/* unsupported cipher */
 	{ KDIST_KTLS_AUTO, true, true, V13, NID_aes_128_ccm, false, "not supported" },
 	{ KDIST_KTLS_ON, true, true, V12, NID_aes_128_cbc, false, "not supported" },

@@ -651,9 +651,31 @@ static void test_format_truncates(void **state)
 	kd_term_free(t);
 }
 
+/* An options file needs the final '.', as erl_parse does; the CLI's
+ * TERM arguments do not. */
+static void test_dot_required_flag(void **state)
+{
+	struct kd_term *t = NULL;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(kd_term_parse_flags("[a]", 3, KD_TERM_PARSE_DOT, &t,
+					     err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "'.'"));
+	assert_int_equal(kd_term_parse_flags("[a]. % end\n", 11,
+					     KD_TERM_PARSE_DOT, &t, err,
+					     sizeof(err)),
+			 0);
+	kd_term_free(t);
+	assert_int_equal(kd_term_parse("[a]", 3, &t, err, sizeof(err)), 0);
+	kd_term_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_dot_required_flag),
 		cmocka_unit_test(test_integer_forms),
 		cmocka_unit_test(test_bignum_as_text),
 		cmocka_unit_test(test_float_forms),

@@ -297,7 +297,11 @@ static void test_rejected_options(void **state)
 		const char *err;
 	} cases[] = {
 		{ "[{server, [{foo, 1}]}].", -EINVAL,
-		  "ssl_dist_optfile: option 'foo' is not supported by kdist" },
+		  "ssl_dist_optfile: server option 'foo' is not supported by "
+		  "kdist (supported: certfile, keyfile, cacertfile, password, verify, "
+		  "fail_if_no_peer_cert, depth, versions, ciphers, "
+		  "server_name_indication, verify_fun, secure_renegotiate, "
+		  "reuse_sessions; see the README)" },
 		{ "[{server, [{packet, 4}]}].", -EINVAL,
 		  "ssl_dist_optfile: server option 'packet' must be removed: "
 		  "inet_tls_dist sets packet, active, binary/list, nodelay "
@@ -772,7 +776,11 @@ static void test_ssl_dist_opt_errors(void **state)
 		  "option; OTP 26 and later reject it in client options: "
 		  "remove it from the client list" },
 		{ "server_dhfile", "/dh.pem", -EINVAL,
-		  "ssl_dist_opt: option 'dhfile' is not supported by kdist" },
+		  "ssl_dist_opt: server option 'dhfile' is not supported by "
+		  "kdist (supported: certfile, keyfile, cacertfile, password, verify, "
+		  "fail_if_no_peer_cert, depth, versions, ciphers, "
+		  "server_name_indication, verify_fun, secure_renegotiate, "
+		  "reuse_sessions; see the README)" },
 		{ "server_crl_check", "peer", -EOPNOTSUPP,
 		  "ssl_dist_opt: server option crl_check peer is not "
 		  "supported by kdist: remove it or set it to false" },
