@@ -22,14 +22,16 @@ static const char epmd_usage[] =
     "usage: kdist epmd [-port N] [-loopback]\n"
     "Runs an EPMD that erl nodes and kdist can register with, until SIGINT\n"
     "or SIGTERM.\n"
-    "  -port N     TCP port to listen on (default: $ERL_EPMD_PORT, else 4369)\n"
+    "  -port N     TCP port to listen on (default: $ERL_EPMD_PORT, else 4369);\n"
+    "              -epmd_port N is the same\n"
     "  -loopback   listen on 127.0.0.1 and ::1 only (default: all addresses)\n"
     "  -help       print this help\n";
 
 static const char names_usage[] =
     "usage: kdist names [-host H] [-epmd_port N]\n"
     "Prints the nodes registered with an EPMD, as `epmd -names` does.\n"
-    "  -host H        host name or address of the EPMD (default: localhost)\n"
+    "  -host H        host name or address of the EPMD (default: localhost);\n"
+    "                 -epmd_host H is the same\n"
     "  -epmd_port N   TCP port of the EPMD (default: $ERL_EPMD_PORT, else 4369)\n"
     "  -help          print this help\n";
 
@@ -148,7 +150,7 @@ int cmd_epmd(int argc, char **argv)
 	if (default_port(&port) < 0)
 		return EXIT_USAGE;
 	for (i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "-port")) {
+		if (!strcmp(argv[i], "-port") || !strcmp(argv[i], "-epmd_port")) {
 			if (port_option(argc, argv, &i, epmd_usage, &port) < 0)
 				return EXIT_USAGE;
 		} else if (!strcmp(argv[i], "-loopback")) {
@@ -174,7 +176,7 @@ int cmd_names(int argc, char **argv)
 	if (default_port(&port) < 0)
 		return EXIT_USAGE;
 	for (i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "-host")) {
+		if (!strcmp(argv[i], "-host") || !strcmp(argv[i], "-epmd_host")) {
 			host = option_value(argc, argv, &i, names_usage);
 			if (!host)
 				return EXIT_USAGE;
