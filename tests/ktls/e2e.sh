@@ -390,7 +390,7 @@ if [ $KTLS = 1 ]; then
 	if [ $REKEY = 1 ]; then
 		check_rekey rkon13 "$KON_ERR" ok
 	else
-		check_rekey rkon13 "$KON_ERR" "kernel cannot follow a TLS 1.3 KeyUpdate before Linux 6.14"
+		check_rekey rkon13 "$KON_ERR" "which the kernel cannot follow before Linux 6.14"
 	fi
 	# OTP 25 did not renegotiate a distribution link at renegotiate_at in
 	# our runs, so every message arriving is a pass too. When it does
