@@ -122,6 +122,15 @@ expect_path() {
 # on PATH according to LOG.
 check_path() {
 	line=$(grep "conn $2: up as $3" "$1" | tail -n 1)
+	# Without -v, kdist ping prints only its summary: "conn PEER: ... path=P (".
+	if [ -z "$line" ] && [ "$3" = initiator ]; then
+		line=$(grep "^kdist: conn $2: .* path=" "$1" | tail -n 1)
+		case $line in
+		*" path=$4 ("*) return 0 ;;
+		"") ;;
+		*) fail "conn $2 (initiator) expected record path $4: ${line#*: }" ;;
+		esac
+	fi
 	[ -n "$line" ] || fail "no 'conn $2: up as $3' line in $(basename "$1")"
 	case $line in
 	*"record path $4 "*) ;;
@@ -142,7 +151,7 @@ start_knode() {
 kping() {
 	kdist_client ping "$1" -count "${KDIST_KTLS_PINGS:-50}" -ktls "$2" $KARGS -timeout 60000
 	rc=$?
-	cp "$KD_TMP/log/client.err" "$KD_TMP/log/$3"
+	cat "$KD_TMP/log/client.err" "$KD_TMP/log/client.out" >"$KD_TMP/log/$3"
 	[ $rc -eq 0 ] || fail "kdist ping $1 -ktls $2: $(tail -n 2 "$KD_TMP/log/client.err")"
 }
 
