@@ -792,10 +792,12 @@ static void hsconn_step_dist(struct kd_hsconn *c)
 		} else if (c->path == KD_PATH_KERNEL_TLS) {
 			n = kd_ktls_recv(c->fd, c->ktls, in->buf + in->len,
 					 room, why, sizeof(why));
-			if (n < 0 && (n == -EAGAIN || n == -EINTR))
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
 				break;
 			if (n < 0) {
-				hsconn_fail(c, (int)n, "kernel TLS read failed "
+				int e = errno;
+
+				hsconn_fail(c, -e, "kernel TLS read failed "
 					    "during the handshake: %s", why);
 				return;
 			}
