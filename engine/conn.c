@@ -353,7 +353,7 @@ static void hsconn_start_dist(struct kd_hsconn *c);
 static int hsconn_choose_path(struct kd_hsconn *c)
 {
 	struct kdist_node *node = c->node;
-	char why[96];
+	char why[160];
 	int err;
 
 	if (!kd_ktls_choose(&node->ktls_caps, node->cfg.ktls, c->ssl,
@@ -387,7 +387,7 @@ static int hsconn_choose_path(struct kd_hsconn *c)
 		return err;
 	}
 	snprintf(c->path_reason, sizeof(c->path_reason),
-		 "kernel TLS failed: %.80s", why);
+		 "kernel TLS failed: %.140s", why);
 	c->path = KD_PATH_USER_TLS;
 	return 0;
 }

@@ -80,7 +80,7 @@ struct kd_session {
 	char tls_version[16];
 	char tls_cipher[64];
 	char record_path[16];
-	char path_reason[96];
+	char path_reason[160];
 	struct kd_frag_table *frags; /* data thread only */
 	/* Large messages being fed to the link in fragments (send.c). */
 	pthread_mutex_t bulk_lock;
@@ -143,7 +143,7 @@ struct kd_hsconn {
 	SSL *ssl;
 	enum kd_record_path path;
 	struct kd_ktls_state *ktls;
-	char path_reason[96];
+	char path_reason[160];
 	struct kd_framer framer;
 	struct kd_hs hs;
 	bool hs_started;

@@ -207,7 +207,7 @@ struct kdist_conn_stats {
 	char tls_version[16];	 /* "TLSv1.3"; empty for inet_tcp */
 	char tls_cipher[64];	 /* OpenSSL cipher name */
 	char record_path[16];	 /* "kernel", "user-space" or "plain" */
-	char path_reason[96];	 /* why that record path was chosen */
+	char path_reason[160];	 /* why that record path was chosen */
 	uint64_t peer_flags;	 /* negotiated distribution flags */
 	uint64_t bytes_in, bytes_out;	    /* distribution payload bytes */
 	uint64_t msgs_in, msgs_out;	    /* distribution messages */
