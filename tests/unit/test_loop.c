@@ -703,10 +703,13 @@ struct tls_variant {
 static const struct tls_variant tls12 = { TLS1_2_VERSION };
 static const struct tls_variant tls13 = { TLS1_3_VERSION };
 
+/* @server is always the test's end and @client the loop's, whichever
+ * side of the TLS handshake each took; @peer_fd is the test end's socket. */
 struct tls_fx {
 	SSL_CTX *sctx, *cctx;
 	SSL *server, *client;
 	int fds[2];
+	int peer_fd;
 	struct sink s;
 	struct kd_link *link;
 };
@@ -735,7 +738,17 @@ static void *accept_main(void *arg)
 	return (void *)(intptr_t)SSL_accept(arg);
 }
 
+static void tls_open_role(struct tls_fx *fx, int version, bool loop_server);
+
 static void tls_open(struct tls_fx *fx, int version)
+{
+	tls_open_role(fx, version, false);
+}
+
+/* With @loop_server the loop takes the TLS server end and the test drives
+ * the client, which is the end that asks for renegotiation in kdist's
+ * acceptor role. */
+static void tls_open_role(struct tls_fx *fx, int version, bool loop_server)
 {
 	EVP_PKEY *key;
 	X509 *cert;
@@ -753,6 +766,8 @@ static void tls_open(struct tls_fx *fx, int version)
 	SSL_CTX_set_max_proto_version(fx->sctx, version);
 	SSL_CTX_set_min_proto_version(fx->cctx, version);
 	SSL_CTX_set_max_proto_version(fx->cctx, version);
+	/* As kd_tls_config_server_ctx() sets it for OTP clients. */
+	SSL_CTX_set_options(fx->sctx, SSL_OP_ALLOW_CLIENT_RENEGOTIATION);
 	X509_free(cert);
 	EVP_PKEY_free(key);
 
@@ -768,8 +783,16 @@ static void tls_open(struct tls_fx *fx, int version)
 
 	sink_init(&fx->s);
 	fx->s.echo = true;
-	fx->link = attach(fx->fds[0], KD_PATH_USER_TLS, fx->client, &fx->s,
-			  2 << 20, 0);
+	fx->peer_fd = fx->fds[1];
+	if (loop_server) {
+		SSL *loop_end = fx->server;
+
+		fx->server = fx->client;
+		fx->client = loop_end;
+		fx->peer_fd = fx->fds[0];
+	}
+	fx->link = attach(loop_server ? fx->fds[1] : fx->fds[0],
+			  KD_PATH_USER_TLS, fx->client, &fx->s, 2 << 20, 0);
 }
 
 static void tls_close(struct tls_fx *fx)
@@ -779,7 +802,7 @@ static void tls_close(struct tls_fx *fx)
 	assert_true(sink_wait(&fx->s, &fx->s.closed, 1));
 	kd_link_release(fx->link);
 	SSL_free(fx->server);
-	close(fx->fds[1]);
+	close(fx->peer_fd);
 	SSL_CTX_free(fx->sctx);
 	SSL_CTX_free(fx->cctx);
 	sink_destroy(&fx->s);
@@ -877,6 +900,33 @@ static void test_tls_renegotiation(void **state)
 
 	assert_int_equal(SSL_renegotiate(fx.server), 1);
 	assert_int_equal(SSL_do_handshake(fx.server), 1);
+	for (i = N / 2; i < N; i++)
+		ssl_write_packet(fx.server, lens[i], i);
+	ssl_read_echoes(fx.server, lens, N / 2, N);
+
+	assert_int_equal(SSL_renegotiate_pending(fx.server), 0);
+	assert_int_equal(fx.s.bad, 0);
+	assert_int_equal(fx.s.closed, 0);
+	tls_close(&fx);
+	free(lens);
+}
+
+/* TLS 1.2 with the loop as server: the client asks for a renegotiation
+ * mid-stream, as an OTP client does every 2^28 records. */
+static void test_tls_client_renegotiation(void **state)
+{
+	enum { N = 60 };
+	uint32_t *lens = tls_lens(N);
+	struct tls_fx fx = { 0 };
+	unsigned i;
+
+	tls_open_role(&fx, TLS1_2_VERSION, true);
+	sink_expect(&fx.s, lens, N);
+	for (i = 0; i < N / 2; i++)
+		ssl_write_packet(fx.server, lens[i], i);
+	ssl_read_echoes(fx.server, lens, 0, N / 2);
+
+	assert_int_equal(SSL_renegotiate(fx.server), 1);
 	for (i = N / 2; i < N; i++)
 		ssl_write_packet(fx.server, lens[i], i);
 	ssl_read_echoes(fx.server, lens, N / 2, N);
@@ -1130,6 +1180,7 @@ int main(void)
 		cmocka_unit_test_prestate(test_tls_echo, (void *)&tls12),
 		cmocka_unit_test_prestate(test_tls_echo, (void *)&tls13),
 		cmocka_unit_test(test_tls_renegotiation),
+		cmocka_unit_test(test_tls_client_renegotiation),
 		cmocka_unit_test(test_tls_key_update),
 		cmocka_unit_test_prestate(test_tls_tampered_record, (void *)&tls12),
 		cmocka_unit_test_prestate(test_tls_tampered_record, (void *)&tls13),
