@@ -12,6 +12,9 @@ main([KdistNode]) ->
              fun() -> sink(K) end,
              fun() -> from_kdist() end],
     Ok = lists:all(fun(Step) -> Step() end, Steps),
+    %% `kdist send` confirms each message with a ping after it, so stay up
+    %% long enough to answer the ping that follows 'done'.
+    timer:sleep(2000),
     halt(case Ok of true -> 0; false -> 1 end).
 
 say(Fmt, Args) ->
