@@ -60,7 +60,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkdist.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libkdist.a \
 		$(LDLIBS) -lcmocka -o $@
 
-$(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libkdist.a
+$(BUILD)/tools/%: tests/tools/%.c tests/tools/peer.h $(BUILD)/libkdist.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libkdist.a \
 		$(LDLIBS) -o $@

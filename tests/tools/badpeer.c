@@ -37,128 +37,15 @@
 #include "handshake.h"
 #include "tls_config.h"
 
+#define PEER_TOOL "badpeer"
 #define THIS_NODE "badpeer@localhost"
 #define CREATION 0x4b44
+#define PEER_FLAGS                                                       \
+	(KD_DFLAGS_MANDATORY | DFLAG_MANDATORY_25_DIGEST |                \
+	 DFLAG_DIST_MONITOR | DFLAG_DIST_MONITOR_NAME)
+#define PEER_RCVBUF 0
 
-struct peer {
-	int fd;
-	SSL *ssl;
-	struct kd_framer in;
-};
-
-static int tcp_connect(const char *host, const char *port)
-{
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
-	struct addrinfo *res, *ai;
-	int fd = -1;
-
-	if (getaddrinfo(host, port, &hints, &res) != 0)
-		return -1;
-	for (ai = res; ai && fd < 0; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, SOCK_STREAM, 0);
-		if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-			close(fd);
-			fd = -1;
-		}
-	}
-	freeaddrinfo(res);
-	return fd;
-}
-
-static int peer_write(struct peer *p, const void *buf, size_t len)
-{
-	if (p->ssl)
-		return SSL_write(p->ssl, buf, (int)len) == (int)len ? 0 : -1;
-	return send(p->fd, buf, len, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
-}
-
-/* Reads more bytes within @ms; 0 means the peer closed, -1 an error or
- * timeout. */
-static int peer_read_more(struct peer *p, unsigned ms)
-{
-	struct pollfd pfd = { .fd = p->fd, .events = POLLIN };
-	uint8_t buf[16384];
-	int n;
-
-	if (!(p->ssl && SSL_pending(p->ssl)) && poll(&pfd, 1, (int)ms) <= 0)
-		return -1;
-	n = p->ssl ? SSL_read(p->ssl, buf, sizeof(buf))
-		   : (int)recv(p->fd, buf, sizeof(buf), 0);
-	if (n <= 0)
-		return 0;
-	return kd_framer_push(&p->in, buf, (size_t)n) == 0 ? n : -1;
-}
-
-static int send_packet(struct peer *p, unsigned hdr, const void *buf,
-		       size_t len)
-{
-	uint8_t prefix[4];
-
-	kd_frame_put_header(prefix, hdr, len);
-	if (peer_write(p, prefix, hdr) < 0)
-		return -1;
-	return len ? peer_write(p, buf, len) : 0;
-}
-
-/* Takes the next packet that is not a tick, waiting up to @ms. */
-static int next_packet(struct peer *p, unsigned ms, const uint8_t **pkt,
-		       uint32_t *len)
-{
-	for (;;) {
-		int r = kd_framer_next(&p->in, pkt, len);
-
-		if (r < 0)
-			return -1;
-		if (r == 1 && *len > 0)
-			return 1;
-		if (r == 1)
-			continue;
-		r = peer_read_more(p, ms);
-		if (r <= 0)
-			return r;
-	}
-}
-
-static int handshake(struct peer *p, const char *node, const char *cookie,
-		     unsigned hdr)
-{
-	struct kd_hs hs;
-	struct kd_hs_params hp = {
-		.role = KD_HS_INITIATOR,
-		.this_node = THIS_NODE,
-		.creation = CREATION,
-		.flags = KD_DFLAGS_MANDATORY | DFLAG_MANDATORY_25_DIGEST |
-			 DFLAG_DIST_MONITOR | DFLAG_DIST_MONITOR_NAME,
-		.cookie = cookie,
-		.peer_node = node,
-	};
-	int r = 0;
-
-	if (kd_hs_init(&hs, &hp) || kd_hs_start(&hs))
-		return -1;
-	while (r == 0) {
-		const uint8_t *msgs[4], *pkt;
-		size_t lens[4];
-		uint32_t len;
-		unsigned n = kd_hs_take_output(&hs, msgs, lens, 4);
-
-		for (unsigned i = 0; i < n; i++)
-			if (send_packet(p, hdr, msgs[i], lens[i]) < 0)
-				return -1;
-		if (kd_framer_next(&p->in, &pkt, &len) == 1) {
-			r = kd_hs_input(&hs, pkt, len);
-			continue;
-		}
-		if (peer_read_more(p, 5000) <= 0) {
-			fprintf(stderr, "badpeer: no handshake reply\n");
-			return -1;
-		}
-	}
-	if (r < 0)
-		fprintf(stderr, "badpeer: %s\n", hs.error);
-	kd_hs_wipe(&hs);
-	return r == 1 ? 0 : -1;
-}
+#include "peer.h"
 
 static int mode_good(struct peer *p)
 {
@@ -205,29 +92,6 @@ static int expect_close(struct peer *p)
 	}
 	fprintf(stderr, "badpeer: the node kept the connection open\n");
 	return -1;
-}
-
-static SSL *tls_connect(int fd, const char *optfile)
-{
-	struct kd_tls_config *cfg = kd_tls_config_new();
-	char err[512];
-	SSL_CTX *ctx;
-	SSL *ssl;
-
-	if (kd_tls_config_load_file(cfg, optfile, err, sizeof(err)) ||
-	    !(ctx = kd_tls_config_client_ctx(cfg, err, sizeof(err)))) {
-		fprintf(stderr, "badpeer: %s\n", err);
-		return NULL;
-	}
-	ssl = SSL_new(ctx);
-	SSL_set_fd(ssl, fd);
-	if (kd_tls_client_prepare(ssl, "localhost", err, sizeof(err)) ||
-	    SSL_connect(ssl) != 1) {
-		fprintf(stderr, "badpeer: TLS handshake failed\n");
-		ERR_print_errors_fp(stderr);
-		return NULL;
-	}
-	return ssl;
 }
 
 int main(int argc, char **argv)
