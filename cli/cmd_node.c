@@ -26,8 +26,8 @@
 
 /*
  * Replies the echo service could not send because the connection's queue
- * was full. They go out, in order, from the writable callback; a peer that
- * never drains its connection makes the backlog hit ECHO_BACKLOG_MAX, and
+ * was full. They go out, in order, from the writable callback. When a peer
+ * never drains its connection the backlog reaches ECHO_BACKLOG_MAX, and
  * further replies are dropped and counted.
  */
 #define ECHO_BACKLOG_MAX (512u * 1024 * 1024)
@@ -563,7 +563,7 @@ int cmd_send(int argc, char **argv)
 		fprintf(stderr, "kdist send: %s\n", kdist_strerror());
 	} else {
 		/* Messages on one connection arrive in order, so a ping
-		 * answer proves the term arrived. */
+		 * reply proves the term arrived. */
 		err = ping_peer(node, o.args[0], o.timeout_ms, err_text,
 				sizeof(err_text));
 		if (err)

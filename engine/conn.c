@@ -349,7 +349,7 @@ static int hsconn_start_tls(struct kd_hsconn *c)
 
 static void hsconn_start_dist(struct kd_hsconn *c);
 
-/* Pushes keys to the kernel when the policy says so. */
+/* Chooses the record path and pushes the keys when it is the kernel. */
 static int hsconn_choose_path(struct kd_hsconn *c)
 {
 	struct kdist_node *node = c->node;
@@ -1187,7 +1187,7 @@ static void control_ticks(struct kdist_node *node, uint64_t now)
 }
 
 /* Ends the attempts whose wait for the peer's own connection, after it
- * answered ours with nok, has run out. */
+ * replied to ours with nok, has run out. */
 static void control_peer_waits(struct kdist_node *node, uint64_t now)
 {
 	pthread_mutex_lock(&node->lock);

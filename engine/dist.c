@@ -50,7 +50,7 @@ static void deliver(struct kdist_mailbox *m, const erlang_pid *from,
  * Sends a protocol reply (UNLINK_ID_ACK, SPAWN_REPLY, an exit for a
  * missing process). Replies may pass the send queue limit, because
  * dropping one breaks the protocol, but a peer that keeps asking without
- * reading has its connection closed once the queue holds twice the limit.
+ * reading has its connection closed once the queue contains twice the limit.
  */
 static void session_reply(struct kd_session *s, ei_x_buff *x)
 {

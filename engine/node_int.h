@@ -111,7 +111,7 @@ struct kd_peer {
 	/*
 	 * What keeps a CONNECTING peer alive: a resolver thread looking it up,
 	 * our own attempt, the peer's attempt that we accepted, or a wait for
-	 * the peer's attempt after it answered our own with nok. When none is
+	 * the peer's attempt after it replied to our own with nok. When none is
 	 * left the attempt has failed.
 	 */
 	bool resolving;

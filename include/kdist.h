@@ -48,7 +48,7 @@ enum kdist_proto {
 	KDIST_PROTO_INET6_TCP,	  /* -proto_dist inet6_tcp */
 };
 
-/* Which record path may carry a TLS connection after its handshake. */
+/* Record path policy for a TLS connection after its handshake. */
 enum kdist_ktls_mode {
 	KDIST_KTLS_AUTO = 0, /* kernel TLS when it can carry the link for life */
 	KDIST_KTLS_ON,	     /* kernel TLS or fail the connection */
@@ -178,8 +178,8 @@ const struct kdist_pid *kdist_mailbox_pid(const struct kdist_mailbox *mbox);
  * Sends @payload to @to; the bytes are copied before return. Sending is
  * asynchronous: 0 means the message is queued. If no connection to the
  * pid's node exists, one is set up and the message waits for it; when
- * that set-up fails, the waiting messages are dropped with a log line, so
- * call kdist_connect() first to learn whether a node is reachable.
+ * that set-up fails, the waiting messages are dropped with a log line.
+ * Call kdist_connect() first to learn whether a node is reachable.
  * Returns -EAGAIN when the connection's send queue is full (see
  * kdist_set_writable_fn), -ENOTCONN after kdist_node_stop().
  */
