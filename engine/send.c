@@ -334,20 +334,49 @@ int kd_node_send_packet(struct kdist_node *node, const void *sender,
 	return 0;
 }
 
-/* A per-thread buffer for control messages, so sending allocates nothing
- * once the buffer has grown to fit. */
+static pthread_key_t ctrl_buffer_key;
+static pthread_once_t ctrl_buffer_once = PTHREAD_ONCE_INIT;
+
+static void ctrl_buffer_free(void *arg)
+{
+	ei_x_buff *x = arg;
+
+	ei_x_free(x);
+	free(x);
+}
+
+static void ctrl_buffer_key_init(void)
+{
+	if (pthread_key_create(&ctrl_buffer_key, ctrl_buffer_free) != 0)
+		abort();
+}
+
+/*
+ * A per-thread buffer for control messages, so sending allocates nothing
+ * once the buffer has grown to fit. The key's destructor frees it when
+ * the thread exits, so user threads that come and go leak nothing.
+ */
 static ei_x_buff *ctrl_buffer(void)
 {
-	static __thread ei_x_buff x;
-	static __thread bool ready;
+	ei_x_buff *x;
 
-	if (!ready) {
-		if (ei_x_new(&x) != 0)
+	pthread_once(&ctrl_buffer_once, ctrl_buffer_key_init);
+	x = pthread_getspecific(ctrl_buffer_key);
+	if (!x) {
+		x = calloc(1, sizeof(*x));
+		if (!x)
 			return NULL;
-		ready = true;
+		if (ei_x_new(x) != 0) {
+			free(x);
+			return NULL;
+		}
+		if (pthread_setspecific(ctrl_buffer_key, x) != 0) {
+			ctrl_buffer_free(x);
+			return NULL;
+		}
 	}
-	x.index = 0;
-	return &x;
+	x->index = 0;
+	return x;
 }
 
 static int check_payload(const void *payload, size_t len)

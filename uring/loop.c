@@ -7,6 +7,7 @@
 #include "loop_int.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,13 @@
 #include "error.h"
 #include "ktls.h"
 #include "log.h"
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define KD_HAVE_VALGRIND_H 1
+#endif
+#endif
 
 /* The data thread running on this thread, NULL elsewhere. */
 static __thread struct kd_thread *current_thread;
@@ -64,13 +72,37 @@ struct io_uring_sqe *kd_thread_sqe(struct kd_thread *t)
 	return sqe;
 }
 
+/*
+ * valgrind runs one thread at a time and does not know that
+ * io_uring_enter() can block, so a data thread waiting there would keep
+ * every other thread from running. Under valgrind, or with
+ * KDIST_URING_WAIT=poll, the thread sleeps in poll() on the ring instead,
+ * which valgrind lets other threads run through.
+ */
+static bool want_poll_wait(void)
+{
+	const char *s = getenv("KDIST_URING_WAIT");
+
+#ifdef KD_HAVE_VALGRIND_H
+	if (RUNNING_ON_VALGRIND)
+		return true;
+#endif
+	return s && strcmp(s, "poll") == 0;
+}
+
 static int ring_init(struct kd_thread *t)
 {
+	size_t nmodes = sizeof(ring_modes) / sizeof(ring_modes[0]);
 	struct io_uring_params p;
-	size_t i;
+	size_t i = 0;
 	int ret = -EINVAL;
 
-	for (i = 0; i < sizeof(ring_modes) / sizeof(ring_modes[0]); i++) {
+	/* Deferred or cooperative task work would not wake a thread that
+	 * sleeps in poll(); only the plain set-up signals it. */
+	t->poll_wait = want_poll_wait();
+	if (t->poll_wait)
+		i = nmodes - 1;
+	for (; i < nmodes; i++) {
 		memset(&p, 0, sizeof(p));
 		p.flags = ring_modes[i].flags | IORING_SETUP_CQSIZE;
 		p.cq_entries = KD_RING_CQ_ENTRIES;
@@ -79,8 +111,9 @@ static int ring_init(struct kd_thread *t)
 		if (ret == 0) {
 			t->taskrun_flag = ring_modes[i].flags &
 					  IORING_SETUP_TASKRUN_FLAG;
-			kd_info("loop: data thread %u: io_uring with %s",
-				t->index, ring_modes[i].name);
+			kd_info("loop: data thread %u: io_uring with %s%s",
+				t->index, ring_modes[i].name,
+				t->poll_wait ? ", waiting in poll()" : "");
 			return 0;
 		}
 		if (ret != -EINVAL)
@@ -411,6 +444,21 @@ static void thread_busy_poll(struct kd_thread *t)
 		cpu_relax();
 }
 
+/* The wait of the poll_wait mode: submit without waiting, then sleep in
+ * poll() until a completion is posted. */
+static int thread_poll_wait(struct kd_thread *t)
+{
+	struct pollfd pfd = { .fd = t->ring.ring_fd, .events = POLLIN };
+	int ret;
+
+	ret = io_uring_submit(&t->ring);
+	if (ret < 0 || thread_has_events(t))
+		return ret;
+	if (poll(&pfd, 1, -1) < 0)
+		return -errno;
+	return 0;
+}
+
 static int thread_setup(struct kd_thread *t)
 {
 	int ret;
@@ -488,7 +536,10 @@ static void *thread_main(void *arg)
 		if (t->stopping && !t->links)
 			break;
 		thread_busy_poll(t);
-		ret = io_uring_submit_and_wait(&t->ring, 1);
+		if (t->poll_wait)
+			ret = thread_poll_wait(t);
+		else
+			ret = io_uring_submit_and_wait(&t->ring, 1);
 		atomic_fetch_add_explicit(&t->syscalls, 1,
 					  memory_order_relaxed);
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN &&

@@ -111,6 +111,7 @@ struct kd_thread {
 	bool stopping;
 	bool zc_off;
 	bool taskrun_flag;	 /* the kernel flags pending task work */
+	bool poll_wait;		 /* sleep in poll(), not io_uring_enter() */
 	uint64_t last_active_ns; /* the last reap that found completions */
 };
 

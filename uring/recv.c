@@ -19,19 +19,25 @@ int kd_bufs_init(struct kd_thread *t)
 {
 	struct io_uring_buf_reg reg = { 0 };
 	size_t ring_size = KD_BUF_COUNT * sizeof(struct io_uring_buf);
+	size_t bufs_size = (size_t)KD_BUF_COUNT * KD_BUF_SIZE;
 	void *ring_mem;
 	unsigned i;
 	int ret;
 
 	/* liburing 2.3 has no io_uring_setup_buf_ring(): the ring is
-	 * page-aligned memory registered by address. */
-	ret = posix_memalign(&ring_mem, 4096, ring_size);
-	if (ret)
-		return -ret;
+	 * page-aligned memory registered by address. Both come from mmap(),
+	 * which valgrind treats as defined: it cannot see the kernel fill
+	 * the buffers. */
+	ring_mem = mmap(NULL, ring_size, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (ring_mem == MAP_FAILED)
+		return -errno;
 	t->br = ring_mem;
-	t->bufs = malloc((size_t)KD_BUF_COUNT * KD_BUF_SIZE);
-	if (!t->bufs) {
-		ret = -ENOMEM;
+	t->bufs = mmap(NULL, bufs_size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (t->bufs == MAP_FAILED) {
+		ret = -errno;
+		t->bufs = NULL;
 		goto err_free_ring;
 	}
 
@@ -53,10 +59,10 @@ int kd_bufs_init(struct kd_thread *t)
 	return 0;
 
 err_free_bufs:
-	free(t->bufs);
-	t->bufs = NULL;
+	kd_bufs_free(t);
+	return ret;
 err_free_ring:
-	free(t->br);
+	munmap(t->br, ring_size);
 	t->br = NULL;
 	return ret;
 }
@@ -64,8 +70,10 @@ err_free_ring:
 /* Called after io_uring_queue_exit(), which also drops the registration. */
 void kd_bufs_free(struct kd_thread *t)
 {
-	free(t->bufs);
-	free(t->br);
+	if (t->bufs)
+		munmap(t->bufs, (size_t)KD_BUF_COUNT * KD_BUF_SIZE);
+	if (t->br)
+		munmap(t->br, KD_BUF_COUNT * sizeof(struct io_uring_buf));
 	t->bufs = NULL;
 	t->br = NULL;
 }

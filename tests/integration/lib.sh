@@ -59,7 +59,9 @@ kd_track() {
 }
 
 # End every recorded process: SIGCONT first (a test may have stopped one),
-# then SIGTERM, then SIGKILL for any still alive after 3 s.
+# then SIGTERM, then SIGKILL for any still alive after KDIST_STOP_GRACE
+# seconds (default 3; make test-valgrind gives more, so that memcheck can
+# finish its leak check).
 kd_cleanup() {
 	status=$?
 	trap - EXIT INT TERM
@@ -67,7 +69,7 @@ kd_cleanup() {
 		pids=$(cat "$KD_TMP/pids")
 		for p in $pids; do kill -CONT "$p" 2>/dev/null; done
 		for p in $pids; do kill -TERM "$p" 2>/dev/null; done
-		tries=30
+		tries=$((${KDIST_STOP_GRACE:-3} * 10))
 		while [ $tries -gt 0 ]; do
 			alive=
 			for p in $pids; do
