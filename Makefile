@@ -60,9 +60,11 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkdist.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libkdist.a \
 		$(LDLIBS) -lcmocka -o $@
 
-$(BUILD)/tools/%: tests/tools/%.c tests/tools/peer.h $(BUILD)/libkdist.a
+$(BUILD)/tools/%: tests/tools/%.c tests/tools/peer.h \
+		tests/tools/common/sanitizer_options.c $(BUILD)/libkdist.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libkdist.a \
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) $< \
+		tests/tools/common/sanitizer_options.c $(BUILD)/libkdist.a \
 		$(LDLIBS) -o $@
 
 deps:
@@ -77,11 +79,18 @@ test: deps
 test-unit: unit
 	tests/run-unit $(UNIT_BIN)
 
+# The suite runs the binaries of this build: `make test ASAN=1 UBSAN=1`
+# tests the sanitized kdist (reports checked by SAN_WRAP, mk/sanitize.mk).
 test-integration: all
-	tests/integration/run-all
+	$(SAN_WRAP) env KDIST=$(CURDIR)/$(BUILD)/kdist \
+		KDIST_TOOLS=$(CURDIR)/$(BUILD)/tools tests/integration/run-all
 
 test-vm: all
+ifeq ($(ASAN)$(UBSAN)$(TSAN),)
 	tests/vm/run
+else
+	@echo "test-vm: skipped: the VM runs the normal build; run make test-vm"
+endif
 
 demo: deps
 	$(MAKE) all

@@ -19,6 +19,9 @@
 
 KD_REPO=$(cd "$(dirname "$0")/../.." && pwd)
 KDIST=${KDIST:-$KD_REPO/build/kdist}
+# The test peers of tests/tools; make test-integration points both at the
+# build it tests.
+KD_TOOLS=${KDIST_TOOLS:-$KD_REPO/build/tools}
 KD_TEST=$(basename "$0" .sh)
 KD_TEST=${KD_TEST#test_}
 KD_OTP27_ROOT=${KDIST_OTP27_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/kdist/otp27}
@@ -362,6 +365,22 @@ start_erl() {
 	done
 }
 
+# kd_rss_kb PID: the VmRSS of PID in kB.
+kd_rss_kb() {
+	sed -n 's/^VmRSS:[^0-9]*\([0-9]*\) kB/\1/p' "/proc/$1/status"
+}
+
+# kd_rss_within GROWN_MB LIMIT_MB: true when the growth is within the
+# limit, or when kdist runs under valgrind (KDIST_RSS_CHECKS=0), whose
+# shadow memory and queue of freed blocks count in the process's RSS.
+kd_rss_within() {
+	if [ "${KDIST_RSS_CHECKS:-1}" = 0 ]; then
+		echo "# RSS growth $1 MB not checked against $2 MB: kdist runs under valgrind"
+		return 0
+	fi
+	[ "$1" -le "$2" ]
+}
+
 # wait_for FILE PATTERN SECONDS: wait until grep finds PATTERN in FILE.
 wait_for() {
 	tries=$(($3 * 10))
@@ -374,9 +393,9 @@ wait_for() {
 
 # check_still_serves OTP: after a bad peer, a good erl peer must still get
 # pong and an echo from the kdist node.
-# badpeer MODE OPTFILE|- [SECONDS]: runs build/tools/badpeer against the
+# badpeer MODE OPTFILE|- [SECONDS]: runs $KD_TOOLS/badpeer against the
 # kdist node of start_kdist (see tests/tools/badpeer.c for the modes).
-KD_BADPEER=$KD_REPO/build/tools/badpeer
+KD_BADPEER=$KD_TOOLS/badpeer
 need_badpeer() {
 	[ -x "$KD_BADPEER" ] || skip "$KD_BADPEER not built; run 'make tools'"
 }

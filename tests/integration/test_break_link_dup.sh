@@ -8,25 +8,21 @@
 kd_init
 need_kdist
 need_real_kdist "the LINK flood measures the kdist process"
-KD_FLOODPEER=$KD_REPO/build/tools/floodpeer
+KD_FLOODPEER=$KD_TOOLS/floodpeer
 [ -x "$KD_FLOODPEER" ] || skip "$KD_FLOODPEER not built; run 'make tools'"
 start_epmd
 make_certs
 start_kdist linkdup
 
-rss_kb() {
-	sed -n 's/^VmRSS:[^0-9]*\([0-9]*\) kB/\1/p' "/proc/$1/status"
-}
-
-before=$(rss_kb "$KD_PID")
+before=$(kd_rss_kb "$KD_PID")
 "$KD_FLOODPEER" link-dup localhost "$KD_PORT" "$KD_NODE" "$KD_COOKIE" \
 	"$KD_CONF" 200000 2>>"$KD_TMP/log/floodpeer.err" ||
 	fail "floodpeer could not send 200000 LINKs: $(tail -n 1 "$KD_TMP/log/floodpeer.err")"
 wait_for "$KD_ERR" "conn floodpeer@localhost: down" 10 ||
 	fail "kdist logged no nodedown for floodpeer"
-after=$(rss_kb "$KD_PID")
+after=$(kd_rss_kb "$KD_PID")
 grown=$(((after - before) / 1024))
-[ "$grown" -le 32 ] ||
+kd_rss_within "$grown" 32 ||
 	fail "RSS grew by $grown MB after 200000 LINKs from one pid (limit 32 MB)"
 check_still_serves 25
 ok

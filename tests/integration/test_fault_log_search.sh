@@ -13,7 +13,7 @@ kd_init
 need_kdist
 need_real_kdist "the logs of a kdist node"
 need_badpeer
-SEQPEER=$KD_REPO/build/tools/seqpeer
+SEQPEER=$KD_TOOLS/seqpeer
 [ -x "$SEQPEER" ] || skip "$SEQPEER not built; run 'make tools'"
 start_epmd
 make_certs

@@ -11,7 +11,7 @@
 kd_init
 need_kdist
 need_real_kdist "seqpeer is a kdist node"
-SEQPEER=$KD_REPO/build/tools/seqpeer
+SEQPEER=$KD_TOOLS/seqpeer
 [ -x "$SEQPEER" ] || skip "$SEQPEER not built; run 'make tools'"
 start_epmd
 make_certs
