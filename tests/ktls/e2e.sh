@@ -4,7 +4,9 @@
 # the policy picks checked against the connection logs and, on a kernel
 # with the tls ULP, against /proc/net/tls_stat. Then peers that rekey
 # (OTP's key_update_at and renegotiate_at set low) and peers that spoil
-# the stream (tests/ktls/bad_peer.py).
+# the stream (tests/ktls/bad_peer.py). Then `openssl s_client` and
+# `s_server` as the TLS peer, sending KeyUpdates and renegotiations on command
+# (tests/ktls/openssl_rekey.py).
 #
 # Runs anywhere: without kernel TLS (the host) every connection takes the
 # user-space path and the kernel-only checks print why they are skipped.
@@ -15,11 +17,13 @@
 # keeps the temporary directory, KDIST_KTLS_STATS=FILE appends the
 # tls_stat deltas of each section to FILE, KDIST_KTLS_SEQ and
 # KDIST_KTLS_SINK set ktls_peer's traffic counts, KDIST_KTLS_REKEY the
-# messages of each rekey case (default 2000), KDIST_KTLS_SECTIONS the
-# sections to run (default "1 2 3").
+# messages of each rekey case (default 2000), KDIST_KTLS_OSSL the
+# messages of each batch between openssl commands (default 100),
+# KDIST_KTLS_SECTIONS the sections to run (default "1 2 3 4"),
+# KDIST_KTLS_TEST the name in the result line (default ktls_e2e).
 # Exit status: 0 pass, 1 fail, 77 skip (tests/integration/lib.sh).
 . "$(dirname "$0")/../integration/lib.sh"
-KD_TEST=ktls_e2e
+KD_TEST=${KDIST_KTLS_TEST:-ktls_e2e}
 HERE=$KD_REPO/tests/ktls
 
 kd_init
@@ -235,7 +239,7 @@ fi
 
 # in_section N: whether section N is to run.
 in_section() {
-	case " ${KDIST_KTLS_SECTIONS:-1 2 3} " in
+	case " ${KDIST_KTLS_SECTIONS:-1 2 3 4} " in
 	*" $1 "*) return 0 ;;
 	esac
 	echo "# skip section $1: not in KDIST_KTLS_SECTIONS"
@@ -473,5 +477,110 @@ kping "$bad_node" auto ping-after-bad
 echo "#   the bystander connection and new connections kept working"
 }
 in_section 3 && section3
+
+# --- 4. openssl s_client and s_server as rekey peers ------------------------------
+
+# ossl_case NODE ROLE VERSION CIPHER SUITE COMMANDS WANT: openssl_rekey.py
+# against the -ktls NODE (auto or on) node; WANT is "ok" or words that the
+# node's down line for the openssl peer must contain. ROLE client is
+# s_client connecting to the node, server the node connecting to
+# s_server. Checks the record path the node logged and, with kernel TLS,
+# the tls_stat counters the case moved.
+ossl_case() {
+	mode=$1 role=$2 ver=$3 ciph=$4 suite=$5 cmds=$6 want=$7
+	if [ "$mode" = auto ]; then
+		node=$KAUTO_NODE err=$KAUTO_ERR port=$KAUTO_PORT
+	else
+		node=$KON_NODE err=$KON_ERR port=$KON_PORT
+	fi
+	name=$role-$ver-$ciph-$mode
+	log=$KD_TMP/log/ossl-$name
+	path=$(expect_path "$mode" "$ver" "$ciph")
+	[ "$role" = client ] && target=$port || target=$KD_EPMD_PORT
+	stat_snap o1
+	python3 "$HERE/openssl_rekey.py" "$role" "$target" "$node" "$KD_COOKIE" \
+		"$KD_CERTS" "${ver#tls}" "$suite" "$cmds" "$OSSL_COUNT" >"$log" 2>&1
+	rc=$?
+	stat_snap o2
+	sed 's/^openssl_rekey: /#     /' "$log"
+	peer=$(sed -n 's/.*: node \([^ ]*\) connected$/\1/p' "$log")
+	[ -n "$peer" ] || fail "$name: openssl_rekey.py did not connect: $(tail -n 1 "$log")"
+	# kdist accepts s_client and connects to s_server.
+	[ "$role" = client ] && kdrole=acceptor || kdrole=initiator
+	check_path "$err" "$peer" "$kdrole" "$path"
+	wait_for "$err" "conn $peer: down" 30 || fail "$name: kdist logged no down line for $peer"
+	down=$(grep "conn $peer: down" "$err" | tail -n 1)
+	echo "#   $name: kdist: ${down#*kdist info: }"
+	if [ "$want" = ok ]; then
+		[ "$rc" -eq 0 ] || fail "$name: $(grep FAIL "$log" | tail -n 1)"
+	else
+		[ "$rc" -ne 0 ] || fail "$name: expected the link to fail ($want), but every message arrived"
+		case $down in
+		*"$want"*) ;;
+		*) fail "$name: expected a down line naming '$want', got: $down" ;;
+		esac
+	fi
+	line=$(stat_line o1 o2)
+	echo "#   $name: $path path, $cmds: $want; tls_stat:$line"
+	[ -n "${KDIST_KTLS_STATS:-}" ] &&
+		echo "$(uname -r) section 4 $name ($path, $cmds, $want)$line" >>"$KDIST_KTLS_STATS"
+	[ $KTLS = 1 ] || return 0
+	# The node's end of the openssl connection, plus for s_server the
+	# trigger connection (Python's ssl, TLS 1.3 AES-256-GCM).
+	socks=0
+	[ "$path" = kernel ] && socks=1
+	[ "$role" = server ] && [ "$(expect_path "$mode" tls13 aes256)" = kernel ] &&
+		socks=$((socks + 1))
+	[ "$(stat_delta o1 o2 TlsTxSw)" = $socks ] && [ "$(stat_delta o1 o2 TlsRxSw)" = $socks ] ||
+		fail "$name: expected $socks kernel TLS sockets each way, tls_stat shows$line"
+	[ "$(stat_delta o1 o2 TlsDecryptError)" = 0 ] || fail "$name: TlsDecryptError moved"
+	[ $REKEY = 1 ] || return 0
+	# Each k or K is one receive rekey, each K also one transmit rekey,
+	# when the kernel carries the connection.
+	rx=0 tx=0
+	if [ "$path" = kernel ] && [ "$ver" = tls13 ]; then
+		rx=$(echo "$cmds" | tr -cd kK | wc -c)
+		tx=$(echo "$cmds" | tr -cd K | wc -c)
+	fi
+	[ "$(stat_delta o1 o2 TlsRxRekeyOk)" = "$rx" ] && [ "$(stat_delta o1 o2 TlsTxRekeyOk)" = "$tx" ] ||
+		fail "$name: expected TlsRxRekeyOk+$rx TlsTxRekeyOk+$tx, tls_stat shows$line"
+}
+
+section4() {
+command -v openssl >/dev/null 2>&1 || {
+	echo "# skip section 4: the openssl command is not installed"
+	return 0
+}
+OSSL_COUNT=${KDIST_KTLS_OSSL:-100}
+echo "# 4. openssl s_client and s_server sending KeyUpdates (k, K) and renegotiations (r, R), $OSSL_COUNT echoes per batch"
+kconf ossl "'tlsv1.3', 'tlsv1.2'" "" ""
+KD_CONF=$KD_CERTS/ossl.conf
+# TLS 1.3 ChaCha20 takes the kernel path under auto on every kernel with
+# the tls ULP, and a kernel before 6.14 cannot follow the KeyUpdate.
+chacha13=ok
+[ $KTLS = 1 ] && [ $REKEY = 0 ] &&
+	chacha13="KeyUpdate, which the kernel cannot follow before Linux 6.14"
+for role in client server; do
+	# s_client has one renegotiation command, R; s_server has r and R
+	# (R also sets SSL_VERIFY_CLIENT_ONCE, so a resumed handshake).
+	[ $role = client ] && reneg=R,R || reneg=r,R
+	ossl_case auto $role tls13 aes128 TLS_AES_128_GCM_SHA256 k,K ok
+	ossl_case auto $role tls13 chacha TLS_CHACHA20_POLY1305_SHA256 k,K "$chacha13"
+	ossl_case auto $role tls12 aes128 ECDHE-ECDSA-AES128-GCM-SHA256 "$reneg" ok
+	ossl_case auto $role tls12 chacha ECDHE-ECDSA-CHACHA20-POLY1305 "$reneg" ok
+done
+if [ $KTLS = 1 ]; then
+	# -ktls on puts TLS 1.2 in the kernel: the first renegotiation
+	# must end that link with a reason that names it.
+	ossl_case on client tls12 aes128 ECDHE-ECDSA-AES128-GCM-SHA256 R "renegotiation"
+	ossl_case on server tls12 aes128 ECDHE-ECDSA-AES128-GCM-SHA256 r "renegotiation"
+fi
+# Only the connection that met the rekey went down.
+KD_CONF=$KD_CERTS/any.conf
+kping "$KAUTO_NODE" auto ping-after-openssl
+[ $KTLS = 1 ] && kping "$KON_NODE" on ping-after-openssl-on
+echo "# 4. openssl peers: every case ended as expected, and the nodes still serve"
+}
+in_section 4 && section4
 
 ok
