@@ -22,6 +22,9 @@ KDIST=${KDIST:-$KD_REPO/build/kdist}
 # The test peers of tests/tools; make test-integration points both at the
 # build it tests.
 KD_TOOLS=${KDIST_TOOLS:-$KD_REPO/build/tools}
+# Multiplies the waits for kdist (up line, stop, wait_for); make
+# test-valgrind sets it, since memcheck runs kdist many times slower.
+KD_SCALE=${KDIST_TIME_SCALE:-1}
 KD_TEST=$(basename "$0" .sh)
 KD_TEST=${KD_TEST#test_}
 KD_OTP27_ROOT=${KDIST_OTP27_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/kdist/otp27}
@@ -123,6 +126,13 @@ need_kdist() {
 # Skip a step that only a kdist node can do, in self-test mode.
 need_real_kdist() {
 	[ "${KDIST_SELFTEST:-0}" = 1 ] && skip "self-test mode has no kdist node: $*"
+	return 0
+}
+
+# need_native_speed WHAT: skip a test whose outcome is a time bound when
+# kdist runs slowed down (KDIST_TIME_SCALE above 1, as under valgrind).
+need_native_speed() {
+	[ "$KD_SCALE" -gt 1 ] && skip "kdist runs $KD_SCALE times slower here (valgrind), and $*"
 	return 0
 }
 
@@ -252,12 +262,12 @@ start_kdist() {
 		>"$KD_OUT" 2>"$KD_ERR" &
 	KD_PID=$!
 	kd_track $KD_PID
-	tries=100
+	tries=$((100 * KD_SCALE))
 	until grep -q '^kdist: node .* up' "$KD_OUT" 2>/dev/null; do
 		kill -0 $KD_PID 2>/dev/null ||
 			fail "kdist node $name exited before its up line: $(tail -n 3 "$KD_ERR")"
 		tries=$((tries - 1))
-		[ $tries -gt 0 ] || fail "kdist node $name printed no up line in 10 s"
+		[ $tries -gt 0 ] || fail "kdist node $name printed no up line in $((10 * KD_SCALE)) s"
 		sleep 0.1
 	done
 	up=$(grep -m1 '^kdist: node .* up' "$KD_OUT")
@@ -278,13 +288,14 @@ start_kdist_selftest() {
 	KD_PORT=$(epmd -port "$KD_EPMD_PORT" -names | sed -n "s/^name $1 at port //p")
 }
 
-# stop_kdist PID: SIGTERM and wait up to 10 s; returns the exit status.
+# stop_kdist PID: SIGTERM and wait up to 10 s (times KD_SCALE); returns
+# the exit status.
 stop_kdist() {
 	kill -TERM "$1" 2>/dev/null || return 1
-	tries=100
+	tries=$((100 * KD_SCALE))
 	while kill -0 "$1" 2>/dev/null; do
 		tries=$((tries - 1))
-		[ $tries -gt 0 ] || fail "kdist pid $1 still running 10 s after SIGTERM"
+		[ $tries -gt 0 ] || fail "kdist pid $1 still running $((10 * KD_SCALE)) s after SIGTERM"
 		sleep 0.1
 	done
 	wait "$1"
@@ -383,7 +394,7 @@ kd_rss_within() {
 
 # wait_for FILE PATTERN SECONDS: wait until grep finds PATTERN in FILE.
 wait_for() {
-	tries=$(($3 * 10))
+	tries=$(($3 * 10 * KD_SCALE))
 	until grep -q -- "$2" "$1" 2>/dev/null; do
 		tries=$((tries - 1))
 		[ $tries -gt 0 ] || return 1

@@ -1,9 +1,9 @@
 #!/bin/sh
 # A peer that sends LINK from one pid to the echo mailbox many times keeps
-# one link, as in OTP, so kdist's memory does not grow with the count.
-# kdist stores every LINK as a new relation of about 2 KB (struct
-# kd_relation) and never shrinks the array, so 200,000 LINKs (12 MB on the
-# wire) add about 400 MB of resident memory.
+# one link, as in OTP, so kdist's memory does not grow with the count:
+# 200,000 LINKs (12 MB on the wire) from one pid must add at most 32 MB
+# of resident memory. (A relation is about 2 KB; storing each LINK as a
+# new one would add about 400 MB.)
 . "$(dirname "$0")/lib.sh"
 kd_init
 need_kdist

@@ -12,6 +12,7 @@
 kd_init
 need_kdist
 need_real_kdist "fd counts of a kdist node"
+need_native_speed "the test needs 500 TLS handshakes within the 15 s timeout"
 command -v python3 >/dev/null || skip "python3 is missing"
 ulimit -n 4096 2>/dev/null || skip "cannot raise the open file limit to 4096"
 start_epmd
