@@ -194,6 +194,7 @@ static struct kd_hsconn *hsconn_new(struct kdist_node *node, int fd,
 	c->fd = fd;
 	c->initiator = initiator;
 	c->path = node->tls ? KD_PATH_USER_TLS : KD_PATH_PLAIN;
+	c->tls_last_in = c->tls_last_out = -1;
 	c->deadline_ns = kd_now_ns() +
 			 (uint64_t)node->cfg.handshake_timeout_ms * 1000000ull;
 	c->next = node->hsconns;
@@ -259,7 +260,7 @@ static void hsconn_fail(struct kd_hsconn *c, int err, const char *fmt, ...)
 static void hsconn_fail(struct kd_hsconn *c, int err, const char *fmt, ...)
 {
 	struct kdist_node *node = c->node;
-	char reason[200];
+	char reason[KD_REASON_MAX];
 	va_list ap;
 
 	if (c->failed)
@@ -300,6 +301,7 @@ static void hsconn_fail(struct kd_hsconn *c, int err, const char *fmt, ...)
  * certificate verdict when verification failed. */
 static void tls_error_text(SSL *ssl, int ret, char *buf, size_t cap)
 {
+	int sys_errno = errno; /* the cause of an SSL_ERROR_SYSCALL */
 	unsigned long e = ERR_get_error();
 	long vr = SSL_get_verify_result(ssl);
 	char ebuf[200] = "";
@@ -313,7 +315,9 @@ static void tls_error_text(SSL *ssl, int ret, char *buf, size_t cap)
 	else if (e)
 		snprintf(buf, cap, "%s", ebuf);
 	else if (SSL_get_error(ssl, ret) == SSL_ERROR_SYSCALL)
-		snprintf(buf, cap, "connection closed during TLS handshake");
+		snprintf(buf, cap, "socket error: %s",
+			 sys_errno ? strerror(sys_errno)
+				   : "connection closed by the peer");
 	else
 		snprintf(buf, cap, "TLS error %d", SSL_get_error(ssl, ret));
 	if (strstr(ebuf, "wrong version number") ||
@@ -321,6 +325,57 @@ static void tls_error_text(SSL *ssl, int ret, char *buf, size_t cap)
 		snprintf(buf + strlen(buf), cap - strlen(buf),
 			 "; is the peer using plain TCP? every node must use "
 			 "-proto_dist inet_tls");
+}
+
+/* Records the last handshake message each way (RFC 8446 and RFC 5246
+ * HandshakeType). */
+static void hsconn_tls_msg(int write_p, int version, int content_type,
+			   const void *buf, size_t len, SSL *ssl, void *arg)
+{
+	struct kd_hsconn *c = arg;
+	int type;
+
+	if (content_type != SSL3_RT_HANDSHAKE || len == 0)
+		return;
+	type = ((const uint8_t *)buf)[0];
+	if (write_p)
+		c->tls_last_out = type;
+	else
+		c->tls_last_in = type;
+}
+
+static const char *tls_msg_name(int type)
+{
+	switch (type) {
+	case -1:
+		return "none";
+	case SSL3_MT_CLIENT_HELLO:
+		return "ClientHello";
+	case SSL3_MT_SERVER_HELLO:
+		return "ServerHello";
+	case SSL3_MT_NEWSESSION_TICKET:
+		return "NewSessionTicket";
+	case SSL3_MT_ENCRYPTED_EXTENSIONS:
+		return "EncryptedExtensions";
+	case SSL3_MT_CERTIFICATE:
+		return "Certificate";
+	case SSL3_MT_SERVER_KEY_EXCHANGE:
+		return "ServerKeyExchange";
+	case SSL3_MT_CERTIFICATE_REQUEST:
+		return "CertificateRequest";
+	case SSL3_MT_SERVER_DONE:
+		return "ServerHelloDone";
+	case SSL3_MT_CERTIFICATE_VERIFY:
+		return "CertificateVerify";
+	case SSL3_MT_CLIENT_KEY_EXCHANGE:
+		return "ClientKeyExchange";
+	case SSL3_MT_FINISHED:
+		return "Finished";
+	case SSL3_MT_KEY_UPDATE:
+		return "KeyUpdate";
+	default:
+		return "another message";
+	}
 }
 
 static int hsconn_start_tls(struct kd_hsconn *c)
@@ -332,6 +387,8 @@ static int hsconn_start_tls(struct kd_hsconn *c)
 	if (!c->ssl || !SSL_set_fd(c->ssl, c->fd))
 		return -ENOMEM;
 	SSL_set_mode(c->ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_set_msg_callback(c->ssl, hsconn_tls_msg);
+	SSL_set_msg_callback_arg(c->ssl, c);
 	if (c->initiator) {
 		const char *host = strchr(c->peer, '@') + 1;
 
@@ -407,8 +464,16 @@ static void hsconn_step_tls(struct kd_hsconn *c)
 	case SSL_ERROR_WANT_WRITE:
 		return;
 	default:
+		/* The last messages and the byte counts name the step that
+		 * failed, for example a peer that died mid-ClientHello. */
 		tls_error_text(c->ssl, ret, reason, sizeof(reason));
-		hsconn_fail(c, -EPROTO, "TLS handshake failed: %s", reason);
+		hsconn_fail(c, -EPROTO,
+			    "TLS handshake failed: %s (last message received: "
+			    "%s, sent: %s; %lu bytes in, %lu out)",
+			    reason, tls_msg_name(c->tls_last_in),
+			    tls_msg_name(c->tls_last_out),
+			    BIO_number_read(SSL_get_rbio(c->ssl)),
+			    BIO_number_written(SSL_get_wbio(c->ssl)));
 	}
 }
 
@@ -419,10 +484,20 @@ static unsigned hs_header_size(const struct kd_hsconn *c)
 	return c->node->tls ? 4 : 2;
 }
 
+/* The message the distribution handshake waits for, for log lines. */
+static const char *hsconn_expected(const struct kd_hsconn *c)
+{
+	const char *name = kd_hs_expected(&c->hs);
+
+	return name ? name : "no message";
+}
+
 /* Writes what is buffered; returns 0 (maybe partially written), or a
  * negative errno after failing the connection. */
 static int hsconn_flush(struct kd_hsconn *c)
 {
+	char why[160];
+
 	while (c->out_off < c->out_len) {
 		size_t left = c->out_len - c->out_off;
 		ssize_t n;
@@ -437,8 +512,12 @@ static int hsconn_flush(struct kd_hsconn *c)
 				if (e == SSL_ERROR_WANT_WRITE ||
 				    e == SSL_ERROR_WANT_READ)
 					return 0;
-				hsconn_fail(c, -EPIPE, "TLS write failed during "
-					    "the distribution handshake");
+				tls_error_text(c->ssl, r, why, sizeof(why));
+				hsconn_fail(c, -EPIPE,
+					    "distribution handshake: TLS write "
+					    "failed while this node waited for "
+					    "%s: %s",
+					    hsconn_expected(c), why);
 				return -EPIPE;
 			}
 			n = r;
@@ -450,9 +529,11 @@ static int hsconn_flush(struct kd_hsconn *c)
 			if (n < 0) {
 				int e = errno;
 
-				hsconn_fail(c, -e, "send failed during the "
-					    "distribution handshake: %s",
-					    strerror(e));
+				hsconn_fail(c, -e,
+					    "distribution handshake: send "
+					    "failed while this node waited for "
+					    "%s: %s",
+					    hsconn_expected(c), strerror(e));
 				return -e;
 			}
 		}
@@ -600,6 +681,10 @@ static void hsconn_start_dist(struct kd_hsconn *c)
 		.user = c,
 	};
 
+	/* The callback names TLS handshake steps only, and its argument
+	 * does not outlive this connection's hand-over to a data thread. */
+	if (c->ssl)
+		SSL_set_msg_callback(c->ssl, NULL);
 	c->phase = KD_HC_DIST;
 	if (kd_hs_init(&c->hs, &p) != 0) {
 		hsconn_fail(c, -EINVAL, "handshake set-up failed: %s",
@@ -741,20 +826,29 @@ static void hsconn_finish(struct kd_hsconn *c)
 
 /* The peer closed during the distribution handshake. An acceptor that
  * finds the wrong digest closes without a word, so right after our
- * challenge reply the likely cause is a cookie mismatch. */
+ * challenge reply the likely cause is a cookie mismatch. A peer that died
+ * at that moment looks the same: OTP 25 sends no TLS close_notify either. */
 static void hsconn_fail_closed(struct kd_hsconn *c, const char *detail)
 {
-	if (c->initiator && c->hs.state == KD_HS_RECV_CHALLENGE_ACK)
+	size_t partial = hs_extra_of(c)->in.len;
+	char unfinished[64] = "";
+
+	if (c->initiator && c->hs.state == KD_HS_RECV_CHALLENGE_ACK) {
 		hsconn_fail(c, -EACCES,
-			    "the peer closed the connection after our challenge "
-			    "reply; the cookies most likely differ (set the same "
-			    "-setcookie on both nodes)");
-	else
-		hsconn_fail(c, -ECONNRESET,
-			    "peer closed the connection during the "
-			    "distribution handshake%s%s%s",
-			    detail ? " (" : "", detail ? detail : "",
-			    detail ? ")" : "");
+			    "the peer closed the connection after our "
+			    "challenge reply: the cookies most likely differ "
+			    "(set the same -setcookie on both nodes), or the "
+			    "peer stopped");
+		return;
+	}
+	if (partial)
+		snprintf(unfinished, sizeof(unfinished),
+			 ", %zu bytes into it", partial);
+	hsconn_fail(c, -ECONNRESET,
+		    "distribution handshake: peer closed the connection "
+		    "while this node waited for %s%s%s%s%s",
+		    hsconn_expected(c), unfinished, detail ? " (" : "",
+		    detail ? detail : "", detail ? ")" : "");
 }
 
 /* Reads what the path has and feeds whole handshake messages to the
@@ -1124,6 +1218,13 @@ static void control_link_closed(struct kdist_node *node,
 	if (was_current) {
 		p->session = NULL;
 		p->state = KD_PEER_IDLE;
+		/* For a kdist_connect() that wakes only after the link is
+		 * gone again, for example when the peer died right after its
+		 * challenge_ack. */
+		p->last_error = s->close_err < 0 ? -s->close_err : ECONNRESET;
+		snprintf(p->last_reason, sizeof(p->last_reason),
+			 "the connection was set up and then lost: %s",
+			 s->close_reason);
 		down = node->down_fn;
 		user = node->monitor_user;
 		pthread_cond_broadcast(&node->cond);

@@ -873,6 +873,15 @@ unsigned kd_hs_take_output(struct kd_hs *hs, const uint8_t **msgs,
 	return i;
 }
 
+const char *kd_hs_expected(const struct kd_hs *hs)
+{
+	size_t n = sizeof(recv_steps) / sizeof(recv_steps[0]);
+
+	if ((size_t)hs->state >= n)
+		return NULL;
+	return recv_steps[hs->state].name;
+}
+
 uint64_t kd_hs_negotiated_flags(const struct kd_hs *hs)
 {
 	return expand_flags(hs->p.flags) & hs->peer_flags;

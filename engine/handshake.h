@@ -180,6 +180,10 @@ int kd_hs_input(struct kd_hs *hs, const uint8_t *msg, size_t len);
  * next kd_hs_* call. */
 unsigned kd_hs_take_output(struct kd_hs *hs, const uint8_t **msgs,
 			   size_t *lens, unsigned max);
+/* The handshake message the state machine waits for, as the protocol
+ * names it ("send_name", "status", "challenge_reply", ...), or NULL when
+ * it waits for none: before kd_hs_start(), when done and when failed. */
+const char *kd_hs_expected(const struct kd_hs *hs);
 /* Flags used on the connection: ours AND the peer's. */
 uint64_t kd_hs_negotiated_flags(const struct kd_hs *hs);
 /* Wipes the cookie, the challenge and the queued output, which contains

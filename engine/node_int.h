@@ -28,6 +28,9 @@
 #include "tls_config.h"
 
 #define KD_PEER_BUCKETS 256
+/* Room for a failed connection's reason: OpenSSL's error text and the
+ * handshake step it hit, for the log and kdist_connect(). */
+#define KD_REASON_MAX 320
 
 struct kd_bulk;
 
@@ -122,7 +125,7 @@ struct kd_peer {
 	size_t q_bytes;
 	bool q_blocked; /* a sender got -EAGAIN from the queue */
 	int last_error; /* of the last failed attempt, for kdist_connect */
-	char last_reason[160];
+	char last_reason[KD_REASON_MAX];
 	struct kd_peer *next; /* hash chain */
 };
 
@@ -144,6 +147,9 @@ struct kd_hsconn {
 	enum kd_record_path path;
 	struct kd_ktls_state *ktls;
 	char path_reason[160];
+	/* Type of the last TLS handshake message received and sent, -1
+	 * before the first, so that a failure names the step it hit. */
+	int tls_last_in, tls_last_out;
 	struct kd_framer framer;
 	struct kd_hs hs;
 	bool hs_started;

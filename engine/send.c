@@ -302,6 +302,11 @@ int kd_node_send_packet(struct kdist_node *node, const void *sender,
 				"send: queue to %s is full; send again after "
 				"the writable callback",
 				peer);
+		else if (err == -ENOTCONN)
+			kd_fail(ENOTCONN,
+				"send: the connection to %s is closing; the "
+				"message was not sent",
+				peer);
 		return err;
 	}
 	if (!node->running) {

@@ -70,20 +70,9 @@ static int learn_echo_pid(struct peer *p, const erlang_pid *self,
 	struct kd_ctrl c;
 	char err[200];
 	uint32_t len;
-	ei_x_buff x, msg;
-	int r;
 
-	ei_x_new(&x);
-	ei_x_new_with_version(&msg);
-	kd_ctrl_encode_reg_send(&x, self, "echo");
-	ei_x_encode_tuple_header(&msg, 2);
-	ei_x_encode_pid(&msg, self);
-	ei_x_encode_atom(&msg, "hello");
-	ei_x_append_buf(&x, msg.buff, msg.index);
-	r = send_packet(p, 4, x.buff, (size_t)x.index);
-	ei_x_free(&x);
-	ei_x_free(&msg);
-	if (r < 0 || next_packet(p, 5000, &pkt, &len) != 1 ||
+	if (send_tuple(p, self, "echo", self, "hello") < 0 ||
+	    next_packet(p, 5000, &pkt, &len) != 1 ||
 	    kd_ctrl_decode(pkt, len, &c, err, sizeof(err)) != 0 ||
 	    !c.has_from) {
 		fprintf(stderr, "floodpeer: no reply from echo with a sender\n");

@@ -1151,6 +1151,65 @@ static void test_simultaneous_greater_keeps(void **state)
 			 KD_HS_STATUS_NOK);
 }
 
+/* Delivers every message @from has queued to @to; returns the last
+ * kd_hs_input() result, or 0 when nothing was queued. */
+static int deliver_all(struct kd_hs *from, struct kd_hs *to)
+{
+	const uint8_t *msgs[4];
+	size_t lens[4];
+	unsigned n = kd_hs_take_output(from, msgs, lens, 4);
+	uint8_t copy[KD_HS_MAX_OUT];
+	int ret = 0;
+
+	for (unsigned i = 0; i < n && ret == 0; i++) {
+		/* The pointers die at the next call on @from. */
+		memcpy(copy, msgs[i], lens[i]);
+		ret = kd_hs_input(to, copy, lens[i]);
+	}
+	return ret;
+}
+
+/* kd_hs_expected() names the message each role waits for, so that a log
+ * line can name the step where a peer stopped. */
+static void test_expected_names_each_step(void **state)
+{
+	struct kd_hs_params ip = initiator_params();
+	struct kd_hs_params ap = acceptor_params();
+	struct kd_hs ini, acc;
+
+	assert_int_equal(kd_hs_init(&ini, &ip), 0);
+	assert_int_equal(kd_hs_init(&acc, &ap), 0);
+	assert_null(kd_hs_expected(&ini));
+	assert_string_equal(kd_hs_expected(&acc), "send_name");
+
+	assert_int_equal(kd_hs_start(&ini), 0);
+	assert_string_equal(kd_hs_expected(&ini), "status");
+
+	assert_int_equal(deliver_all(&ini, &acc), 0);
+	assert_string_equal(kd_hs_expected(&acc), "challenge_reply");
+
+	assert_int_equal(deliver_all(&acc, &ini), 0);
+	assert_string_equal(kd_hs_expected(&ini), "challenge_ack");
+
+	assert_int_equal(deliver_all(&ini, &acc), 1);
+	assert_null(kd_hs_expected(&acc));
+
+	assert_int_equal(deliver_all(&acc, &ini), 1);
+	assert_null(kd_hs_expected(&ini));
+}
+
+static void test_expected_after_failure(void **state)
+{
+	struct kd_hs_params ip = initiator_params();
+	struct kd_hs ini;
+
+	assert_int_equal(kd_hs_init(&ini, &ip), 0);
+	assert_int_equal(kd_hs_start(&ini), 0);
+	assert_true(kd_hs_input(&ini, (const uint8_t *)"x", 1) < 0);
+	assert_int_equal(ini.state, KD_HS_FAILED);
+	assert_null(kd_hs_expected(&ini));
+}
+
 #define HS_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup_log, teardown_log)
 
 int main(void)
@@ -1196,6 +1255,8 @@ int main(void)
 		HS_TEST(test_otp25_acceptor_peer),
 		HS_TEST(test_otp25_initiator_peer),
 		HS_TEST(test_simultaneous_greater_keeps),
+		HS_TEST(test_expected_names_each_step),
+		HS_TEST(test_expected_after_failure),
 	};
 
 	return cmocka_run_group_tests_name("handshake", tests, NULL, NULL);
