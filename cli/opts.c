@@ -215,6 +215,12 @@ int cli_parse(int argc, char **argv, struct cli_opts *o)
 						   "needs milliseconds, got "
 						   "'%s'", val);
 			o->cfg.handshake_timeout_ms = (unsigned)v;
+		} else if (strcmp(a, "-stop_timeout") == 0) {
+			if (parse_uint(val, 600000, &v) || v == 0)
+				return usage_error(cmd, "-stop_timeout needs "
+						   "milliseconds, at least 1, "
+						   "got '%s'", val);
+			o->cfg.stop_timeout_ms = (unsigned)v;
 		} else if (strcmp(a, "-count") == 0) {
 			if (parse_uint(val, 10000000, &v) || v == 0)
 				return usage_error(cmd, "-count needs a "
@@ -279,6 +285,10 @@ void cli_print_common_help(void)
 	      "1)\n"
 	      "  -handshake_timeout MS    TLS plus distribution handshake "
 	      "limit (default 7000)\n"
+	      "  -stop_timeout MS         at a stop, how long connections may "
+	      "take to send\n"
+	      "                           what is queued and close in order "
+	      "(default 5000)\n"
 	      "  -timeout MS              how long ping and send wait "
 	      "(default 7000)\n"
 	      "  -count N                 ping: round trips to time "

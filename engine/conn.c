@@ -1473,6 +1473,7 @@ int kd_control_start(struct kdist_node *node)
 		goto close_epmd;
 	}
 	atomic_store(&node->stopping, false);
+	atomic_store(&node->draining, false);
 	node->running = true;
 	if (pthread_create(&node->control, NULL, control_main, node) != 0) {
 		err = kd_fail(EAGAIN, "control: cannot start thread");

@@ -30,6 +30,7 @@ void kdist_config_init(struct kdist_config *cfg)
 	cfg->max_message = KDIST_DEFAULT_MAX_MESSAGE;
 	cfg->send_queue_bytes = KDIST_DEFAULT_SEND_QUEUE;
 	cfg->handshake_timeout_ms = 7000;
+	cfg->stop_timeout_ms = KDIST_DEFAULT_STOP_TIMEOUT_MS;
 	cfg->ktls = KDIST_KTLS_AUTO;
 	cfg->log_level = KDIST_LOG_INFO;
 }
@@ -266,6 +267,8 @@ int kdist_node_create(const struct kdist_config *cfg,
 		node->cfg.send_queue_bytes = KDIST_DEFAULT_SEND_QUEUE;
 	if (!node->cfg.handshake_timeout_ms)
 		node->cfg.handshake_timeout_ms = 7000;
+	if (!node->cfg.stop_timeout_ms)
+		node->cfg.stop_timeout_ms = KDIST_DEFAULT_STOP_TIMEOUT_MS;
 	if (node->cfg.log_fn)
 		kd_log_configure(node_log_sink, node,
 				 (enum kd_log_level)node->cfg.log_level);
@@ -396,11 +399,60 @@ int kdist_node_start(struct kdist_node *node)
 	return 0;
 }
 
+/*
+ * The orderly part of a stop: every connection sends its queue, then
+ * close_notify, and closes when the peer does. The control thread still
+ * runs meanwhile, so ticks go on and the nodedowns are delivered.
+ */
+static void node_drain(struct kdist_node *node)
+{
+	uint64_t start = kd_now_ns(), limit;
+	unsigned left, open;
+
+	if (!node->running || !node->loop)
+		return;
+	atomic_store(&node->draining, true);
+	open = kd_loop_links(node->loop);
+	kd_loop_drain(node->loop, -ESHUTDOWN,
+		      "node stopping: queue sent, closed in order");
+	if (open == 0)
+		return;
+	kd_info("node: stopping: closing %u connection%s in order (stop timeout %u ms)",
+		open, open == 1 ? "" : "s", node->cfg.stop_timeout_ms);
+	limit = (uint64_t)node->cfg.stop_timeout_ms * 1000000ull;
+	while ((left = kd_loop_links(node->loop)) > 0 &&
+	       kd_now_ns() - start < limit)
+		usleep(2000);
+	if (left > 0)
+		kd_warn("node: stopping: %u of %u connections did not close within %u ms; closing them now",
+			left, open, node->cfg.stop_timeout_ms);
+}
+
+/* Messages queued for peers whose connection never came up. */
+static void node_log_unsent(struct kdist_node *node)
+{
+	for (int b = 0; b < KD_PEER_BUCKETS; b++) {
+		for (struct kd_peer *p = node->peers[b]; p; p = p->next) {
+			size_t n = 0;
+
+			for (struct kd_pending_msg *m = p->q_head; m; m = m->next)
+				n++;
+			if (n > 0)
+				kd_warn("node: %zu messages queued for %s were not sent: its connection was not set up before the node stopped",
+					n, p->name);
+		}
+	}
+}
+
 void kdist_node_stop(struct kdist_node *node)
 {
 	if (!node->running && !node->loop)
 		return;
+	node_drain(node);
 	kd_control_stop(node);
+	pthread_mutex_lock(&node->lock);
+	node_log_unsent(node);
+	pthread_mutex_unlock(&node->lock);
 	if (node->loop) {
 		kd_loop_destroy(node->loop);
 		node->loop = NULL;

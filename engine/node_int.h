@@ -222,6 +222,7 @@ struct kdist_node {
 	pthread_mutex_t cmd_lock;
 	struct kd_cmd *cmd_head, *cmd_tail;
 	atomic_bool stopping;
+	atomic_bool draining; /* kdist_node_stop() began: sends are refused */
 	struct kd_hsconn *hsconns;
 	uint64_t next_tick_ns;
 	atomic_int resolvers; /* resolver threads still running */

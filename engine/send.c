@@ -307,7 +307,19 @@ int kd_node_send_packet(struct kdist_node *node, const void *sender,
 				"send: the connection to %s is closing; the "
 				"message was not sent",
 				peer);
+		else if (err == -ESHUTDOWN)
+			kd_fail(ESHUTDOWN,
+				"send: node %s is stopping; the message to %s "
+				"was not sent",
+				node->name, peer);
 		return err;
+	}
+	if (atomic_load(&node->draining)) {
+		pthread_mutex_unlock(&node->lock);
+		return kd_fail(ESHUTDOWN,
+			       "send: node %s is stopping; the message to %s "
+			       "was not sent",
+			       node->name, peer);
 	}
 	if (!node->running) {
 		pthread_mutex_unlock(&node->lock);

@@ -116,6 +116,14 @@ struct kdist_config {
 	/* Milliseconds a connection may take for its TLS and distribution
 	 * handshakes; 0 means 7000, as net_setuptime. */
 	unsigned handshake_timeout_ms;
+	/*
+	 * Milliseconds kdist_node_stop() gives the connections to send what
+	 * is queued and close in order (TLS close_notify, then the peer's
+	 * close); 0 means KDIST_DEFAULT_STOP_TIMEOUT_MS. Connections still
+	 * open then are closed at once, and the bytes they had queued are
+	 * logged as not sent.
+	 */
+	unsigned stop_timeout_ms;
 	enum kdist_ktls_mode ktls;
 	/* Hidden node: peers do not list it in nodes(). */
 	bool hidden;
@@ -136,6 +144,7 @@ struct kdist_config {
 #define KDIST_DEFAULT_MAX_PACKET (64u * 1024 * 1024)
 #define KDIST_DEFAULT_SEND_QUEUE (8u * 1024 * 1024)
 #define KDIST_DEFAULT_MAX_MESSAGE (1024ull * 1024 * 1024)
+#define KDIST_DEFAULT_STOP_TIMEOUT_MS 5000u
 
 /* Fills @cfg with defaults; the caller then sets node_name and options. */
 void kdist_config_init(struct kdist_config *cfg);
@@ -144,8 +153,15 @@ int kdist_node_create(const struct kdist_config *cfg,
 		      struct kdist_node **out);
 /* Listens, registers with EPMD and starts the threads. */
 int kdist_node_start(struct kdist_node *node);
-/* Closes every connection, unregisters and joins the threads. Messages
- * still queued are not sent. */
+/*
+ * Closes every connection in order, unregisters and joins the threads.
+ * From the call on, kdist_send_*() returns -ESHUTDOWN; what the API
+ * accepted before is sent, then each connection closes with a TLS
+ * close_notify and waits for the peer to close its side, for at most
+ * stop_timeout_ms in all. Nodedown callbacks arrive as the connections
+ * close. Messages queued for a peer whose connection was still being set
+ * up are not sent; the log names the peer and the count.
+ */
 void kdist_node_stop(struct kdist_node *node);
 /* Stops the node if it runs, then frees it and its mailboxes. */
 void kdist_node_destroy(struct kdist_node *node);

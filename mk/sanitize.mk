@@ -50,8 +50,9 @@ VG_REPORTS := $(CURDIR)/build/valgrind
 test-valgrind: cli tools
 	rm -rf $(VG_REPORTS)
 	KDIST=$(CURDIR)/tests/valgrind/kdist KDIST_VG_LOGS=$(VG_REPORTS) \
-	KDIST_STOP_GRACE=20 KDIST_RSS_CHECKS=0 KDIST_TIME_SCALE=5 tests/integration/run-all $(VG_TESTS)
-	tests/valgrind/check $(VG_REPORTS)
+	KDIST_STOP_GRACE=20 KDIST_RSS_CHECKS=0 KDIST_TIME_SCALE=5 \
+		tests/integration/run-all $(VG_TESTS); \
+	suite=$$?; tests/valgrind/check $(VG_REPORTS) && exit $$suite
 
 # Each target runs even when an earlier one failed; the first failure
 # still fails the whole run.

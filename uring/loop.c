@@ -195,6 +195,18 @@ static void list_del(struct kd_link **head, struct kd_link *l)
 	l->prev = l->next = NULL;
 }
 
+/* Starts the orderly close of kd_loop_drain() on @l. */
+static void link_start_drain(struct kd_link *l)
+{
+	if (l->dead || l->draining)
+		return;
+	l->draining = true;
+	pthread_mutex_lock(&l->sendq_lock);
+	l->q_closed = true;
+	pthread_mutex_unlock(&l->sendq_lock);
+	kd_sendq_flush(l);
+}
+
 static void link_attach_run(struct kd_link *l)
 {
 	struct kd_thread *t = l->thread;
@@ -216,6 +228,8 @@ static void link_attach_run(struct kd_link *l)
 		l->pending = NULL;
 		l->pending_len = 0;
 	}
+	if (t->draining)
+		link_start_drain(l);
 }
 
 /* Cancels everything the link has on the ring; the CQEs finish it. */
@@ -281,15 +295,27 @@ static void thread_stop_links(struct kd_thread *t)
 	}
 }
 
+static void thread_drain_links(struct kd_thread *t)
+{
+	struct kd_link *l, *next;
+
+	t->draining = true;
+	for (l = t->links; l; l = next) {
+		next = l->next;
+		link_start_drain(l);
+	}
+}
+
 static void thread_run_commands(struct kd_thread *t)
 {
 	struct kd_link *l, *next;
-	bool stop;
+	bool stop, drain;
 
 	pthread_mutex_lock(&t->cmd_lock);
 	l = t->cmd_head;
 	t->cmd_head = t->cmd_tail = NULL;
 	stop = t->stop_requested;
+	drain = t->drain_requested;
 	pthread_mutex_unlock(&t->cmd_lock);
 
 	for (; l; l = next) {
@@ -297,6 +323,8 @@ static void thread_run_commands(struct kd_thread *t)
 		link_run_ops(l);
 		kd_link_release(l);
 	}
+	if (drain && !t->draining && !t->stopping)
+		thread_drain_links(t);
 	if (stop && !t->stopping) {
 		t->stopping = true;
 		thread_stop_links(t);
@@ -317,6 +345,7 @@ static void thread_run_ready(struct kd_thread *t)
 static void link_finish(struct kd_link *l)
 {
 	struct kd_thread *t = l->thread;
+	size_t unsent = atomic_load(&l->queued);
 	struct kd_link_stats st;
 
 	l->finished = true;
@@ -334,6 +363,9 @@ static void link_finish(struct kd_link *l)
 	kd_info("link %s: closed: %s (%llu bytes in, %llu bytes out)",
 		l->peer, l->reason, (unsigned long long)st.bytes_in,
 		(unsigned long long)st.bytes_out);
+	if (unsent > 0)
+		kd_warn("link %s: %zu queued bytes were not sent: %s", l->peer,
+			unsent, l->reason);
 	l->cb.closed(l->user, l, l->err, l->reason);
 
 	if (l->notifs > 0) {
@@ -645,6 +677,37 @@ void kd_loop_destroy(struct kd_loop *loop)
 		thread_stop(&loop->threads[i]);
 	free(loop->threads);
 	free(loop);
+}
+
+void kd_loop_drain(struct kd_loop *loop, int err, const char *reason)
+{
+	unsigned i;
+
+	atomic_store(&loop->draining, true);
+	for (i = 0; i < loop->nthreads; i++) {
+		struct kd_thread *t = &loop->threads[i];
+
+		pthread_mutex_lock(&t->cmd_lock);
+		t->drain_requested = true;
+		t->drain_err = err;
+		snprintf(t->drain_reason, sizeof(t->drain_reason), "%s", reason);
+		pthread_mutex_unlock(&t->cmd_lock);
+		wake_thread(t);
+	}
+}
+
+bool kd_loop_draining(struct kd_loop *loop)
+{
+	return atomic_load(&loop->draining);
+}
+
+unsigned kd_loop_links(struct kd_loop *loop)
+{
+	unsigned i, n = 0;
+
+	for (i = 0; i < loop->nthreads; i++)
+		n += atomic_load(&loop->threads[i].nlinks);
+	return n;
 }
 
 static struct kd_thread *least_loaded(struct kd_loop *loop)

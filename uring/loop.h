@@ -16,6 +16,7 @@
 #define KD_LOOP_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -77,6 +78,17 @@ int kd_loop_create(unsigned nthreads, struct kd_loop **out);
 /* Closes every link (each gets its closed callback) and joins threads. */
 void kd_loop_destroy(struct kd_loop *loop);
 
+/*
+ * Starts an orderly close of every link, and of each link attached later:
+ * new sends get -ESHUTDOWN, the queue is sent, then a TLS close_notify
+ * (TLS paths) and a FIN; the link closes, with @err and @reason, once the
+ * peer closes its side. Returns at once; kd_loop_links() counts the links
+ * left, and kd_loop_destroy() closes those at once.
+ */
+void kd_loop_drain(struct kd_loop *loop, int err, const char *reason);
+bool kd_loop_draining(struct kd_loop *loop);
+unsigned kd_loop_links(struct kd_loop *loop);
+
 /* Hands an established connection to the least loaded thread. On success
  * the link holds one reference for the caller; on failure the caller keeps
  * the fd, the SSL and the ktls state. USER_TLS needs a finished handshake
@@ -95,7 +107,8 @@ int kd_loop_attach(struct kd_loop *loop, const struct kd_link_params *p,
  * length prefix is added here; zero total length sends a tick). The bytes
  * are copied before return. Returns 0, -EAGAIN when the queue is over its
  * limit (the writable callback follows once it drains), -EMSGSIZE above
- * 4 GiB - 1, or -ENOTCONN once the link is closing.
+ * 4 GiB - 1, -ENOTCONN once the link is closing, or -ESHUTDOWN once
+ * kd_loop_drain() has reached it.
  */
 int kd_link_send(struct kd_link *link, const struct iovec *iov,
 		 unsigned iovcnt, unsigned flags);

@@ -52,7 +52,9 @@
 
 /* TLS record types (RFC 8446, section 5.1) and the kernel's cmsg. */
 #define KD_SOL_TLS 282
+#define KD_TLS_SET_RECORD_TYPE 1
 #define KD_TLS_GET_RECORD_TYPE 2
+#define KD_TLS_ALERT 21
 #define KD_TLS_APPLICATION_DATA 23
 
 /* Kind of request, kept in the low bits of a user_data pointer. */
@@ -98,6 +100,9 @@ struct kd_thread {
 	pthread_mutex_t cmd_lock;
 	struct kd_link *cmd_head, *cmd_tail;
 	bool stop_requested;
+	bool drain_requested;
+	int drain_err;
+	char drain_reason[KD_REASON_MAX];
 	int wake_fd;
 
 	/* Data thread only. */
@@ -109,6 +114,7 @@ struct kd_thread {
 	struct kd_link *zombies; /* finished, zero-copy notifications pending */
 	struct kd_link *ready;	 /* scheduled by this thread itself */
 	bool stopping;
+	bool draining; /* kd_loop_drain() reached this thread */
 	bool zc_off;
 	bool taskrun_flag;	 /* the kernel flags pending task work */
 	bool poll_wait;		 /* sleep in poll(), not io_uring_enter() */
@@ -119,6 +125,7 @@ struct kd_loop {
 	unsigned nthreads;
 	struct kd_thread *threads;
 	atomic_bool destroyed;
+	atomic_bool draining;
 };
 
 /* Receive-side packet assembly, data thread only. */
@@ -155,6 +162,7 @@ struct kd_link {
 	struct kd_chunk *spares;
 	unsigned nspares;
 	bool q_dead;
+	bool q_closed; /* draining: kd_link_send() returns -ESHUTDOWN */
 	int req_err;
 	char req_reason[KD_REASON_MAX];
 	atomic_size_t queued;
@@ -172,6 +180,11 @@ struct kd_link {
 	bool recv_armed;
 	bool send_busy;
 	bool zc_remote;	/* user TLS to another host: large sends use SEND_ZC */
+	/* Orderly close: queue sent, then close_notify, then FIN. */
+	bool draining;
+	bool notify_busy; /* the kernel-TLS close_notify is in flight */
+	bool notify_sent;
+	bool fin_sent;
 	unsigned inflight;	/* requests whose last CQE is still to come */
 	unsigned notifs;	/* zero-copy notifications still to come */
 	int err;
@@ -200,6 +213,13 @@ struct kd_link {
 
 	/* KD_PATH_KERNEL_TLS. */
 	bool tx_rekey_due;	    /* our KeyUpdate goes before the next send */
+	struct msghdr alert_msg;    /* close_notify as a TLS alert record */
+	struct iovec alert_iov;
+	uint8_t alert_body[2];
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(uint8_t))];
+	} alert_cmsg;
 	unsigned rx_stale_expired; /* EKEYEXPIRED after the key changed */
 };
 
@@ -231,6 +251,7 @@ void kd_sendq_consumed(struct kd_link *l, size_t n);
 void kd_sendq_check_writable(struct kd_link *l);
 void kd_sendq_free(struct kd_link *l);
 int kd_sendq_rekey(struct kd_link *l);
+void kd_sendq_drain(struct kd_link *l);
 bool kd_addr_is_local(const struct sockaddr *sa);
 bool kd_peer_is_local(int fd);
 
@@ -239,5 +260,6 @@ int kd_user_tls_init(struct kd_link *l);
 void kd_user_tls_free(struct kd_link *l);
 void kd_user_tls_receive(struct kd_link *l, const uint8_t *p, size_t n);
 int kd_user_tls_encrypt(struct kd_link *l);
+int kd_user_tls_close_notify(struct kd_link *l);
 
 #endif

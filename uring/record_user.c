@@ -294,6 +294,23 @@ static int ctbuf_reserve(struct kd_link *l, struct kd_ctbuf *ct, size_t more)
 }
 
 /*
+ * Writes a close_notify alert into l->ct_fill for the caller to send.
+ * OpenSSL refuses during a renegotiation; the link then ends with a FIN
+ * alone. SSL_read goes on reading until the peer closes its side.
+ */
+int kd_user_tls_close_notify(struct kd_link *l)
+{
+	ERR_clear_error();
+	if (SSL_shutdown(l->ssl) < 0) {
+		kd_debug("link %s: no close_notify: SSL_shutdown failed",
+			 l->peer);
+		ERR_clear_error();
+		return -EPROTO;
+	}
+	return 0;
+}
+
+/*
  * Encrypts queued packets into l->ct_fill, up to KD_TLS_BATCH bytes at a
  * time, straight from the queue's chunks: the link BIO appends each record
  * to l->ct_fill. SSL_write returns SSL_ERROR_WANT_READ while a

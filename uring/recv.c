@@ -266,6 +266,9 @@ void kd_rx_eof(struct kd_link *l, const char *orderly)
 		kd_link_fail(l, -EPROTO,
 			     "truncated packet: peer closed %u bytes into a 4-byte length prefix",
 			     l->rx.hdr_len);
+	else if (l->fin_sent)
+		kd_link_fail(l, l->thread->drain_err, "%s",
+			     l->thread->drain_reason);
 	else
 		kd_link_fail(l, 0, "%s", orderly);
 }

@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "ktls.h"
 #include "log.h"
@@ -151,6 +152,10 @@ int kd_link_send(struct kd_link *l, const struct iovec *iov, unsigned iovcnt,
 	if (l->q_dead || atomic_load(&l->closing)) {
 		pthread_mutex_unlock(&l->sendq_lock);
 		return -ENOTCONN;
+	}
+	if (l->q_closed) {
+		pthread_mutex_unlock(&l->sendq_lock);
+		return -ESHUTDOWN;
 	}
 	c = queue_reserve(l, total + 4);
 	if (!c) {
@@ -408,6 +413,68 @@ void kd_sendq_flush(struct kd_link *l)
 		plain_submit(l);
 	}
 	kd_sendq_check_writable(l);
+	if (l->draining)
+		kd_sendq_drain(l);
+}
+
+/* Sends close_notify as a TLS alert record through the kernel. */
+static void alert_submit(struct kd_link *l)
+{
+	struct io_uring_sqe *sqe = kd_thread_sqe(l->thread);
+	struct cmsghdr *cmsg;
+
+	l->alert_body[0] = 1; /* level: warning */
+	l->alert_body[1] = 0; /* description: close_notify */
+	l->alert_iov.iov_base = l->alert_body;
+	l->alert_iov.iov_len = sizeof(l->alert_body);
+	memset(&l->alert_msg, 0, sizeof(l->alert_msg));
+	memset(&l->alert_cmsg, 0, sizeof(l->alert_cmsg));
+	l->alert_msg.msg_iov = &l->alert_iov;
+	l->alert_msg.msg_iovlen = 1;
+	l->alert_msg.msg_control = l->alert_cmsg.buf;
+	l->alert_msg.msg_controllen = sizeof(l->alert_cmsg.buf);
+	cmsg = CMSG_FIRSTHDR(&l->alert_msg);
+	cmsg->cmsg_level = KD_SOL_TLS;
+	cmsg->cmsg_type = KD_TLS_SET_RECORD_TYPE;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(uint8_t));
+	*CMSG_DATA(cmsg) = KD_TLS_ALERT;
+	io_uring_prep_sendmsg(sqe, l->fd, &l->alert_msg, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)l | KD_REQ_SEND);
+	l->send_busy = true;
+	l->notify_busy = true;
+	l->inflight++;
+}
+
+/*
+ * The steps of an orderly close (kd_loop_drain()), each once nothing is
+ * queued or in flight: close_notify on the TLS paths, then a FIN. The
+ * peer's close of its side then ends the link (kd_rx_eof()). Called after
+ * each flush of a draining link.
+ */
+void kd_sendq_drain(struct kd_link *l)
+{
+	if (l->dead || l->send_busy || l->fin_sent)
+		return;
+	if (atomic_load(&l->queued) > 0 || l->tx_head)
+		return;
+	if (l->path == KD_PATH_USER_TLS && (l->ct_fill->len > 0 || l->ct_send))
+		return;
+	if (!l->notify_sent) {
+		l->notify_sent = true;
+		if (l->path == KD_PATH_KERNEL_TLS) {
+			alert_submit(l);
+			return;
+		}
+		if (l->path == KD_PATH_USER_TLS &&
+		    kd_user_tls_close_notify(l) == 0 && l->ct_fill->len > 0) {
+			tls_flush(l);
+			return;
+		}
+	}
+	if (shutdown(l->fd, SHUT_WR) < 0)
+		kd_debug("link %s: shutdown after the queue was sent: %s",
+			 l->peer, strerror(errno));
+	l->fin_sent = true;
 }
 
 static bool send_failed(struct kd_link *l, int res)
@@ -428,6 +495,15 @@ void kd_sendq_complete(struct kd_link *l, int res)
 {
 	l->send_busy = false;
 	l->inflight--;
+	if (l->notify_busy) {
+		l->notify_busy = false;
+		if (res < 0 && !l->dead)
+			kd_info("link %s: close_notify not sent: %s", l->peer,
+				strerror(-res));
+		if (!l->dead)
+			kd_sendq_drain(l);
+		goto out;
+	}
 	if (send_failed(l, res))
 		goto out;
 

@@ -115,14 +115,14 @@ while IFS='|' read -r step expect; do
 	else
 		pattern="kdist error: conn $node \(outgoing\): $expect"
 	fi
-	tries=30
+	tries=$((30 * KD_SCALE))
 	until tail -n +$((before + 1)) "$KD_ERR" | grep -Eq -- "$pattern"; do
 		tries=$((tries - 1))
 		[ $tries -gt 0 ] ||
 			fail "$step: no log line matches '$pattern' within 3 s: $(tail -n +$((before + 1)) "$KD_ERR" | tail -n 3)"
 		sleep 0.1
 	done
-	tries=30
+	tries=$((30 * KD_SCALE))
 	while [ "$(fd_count "$KD_PID")" -gt "$baseline" ]; do
 		tries=$((tries - 1))
 		[ $tries -gt 0 ] ||
@@ -156,10 +156,10 @@ while IFS='|' read -r step expect; do
 		fail "$step: kdist ping exited $ping_status, expected 1: $(cat "$KD_TMP/log/client.out")"
 	if [ "$expect" = up ]; then
 		reason=$ping_after_ack
-		bound=4000
+		bound=$((4000 * KD_SCALE))
 	else
 		reason=$expect
-		bound=1000
+		bound=$((1000 * KD_SCALE))
 	fi
 	grep -Eq "^pang: .*$reason" "$KD_TMP/log/client.out" ||
 		fail "$step: kdist ping printed '$(cat "$KD_TMP/log/client.out")', expected pang with '$reason'"

@@ -42,7 +42,7 @@ killpeer_connect() {
 
 # Waits up to 3 s for the fd count of kdist to drop back to $baseline.
 wait_fds() {
-	tries=30
+	tries=$((30 * KD_SCALE))
 	while [ "$(fd_count "$KD_PID")" -gt "$baseline" ]; do
 		tries=$((tries - 1))
 		[ $tries -gt 0 ] || return 1
@@ -82,7 +82,7 @@ while IFS='|' read -r step expect; do
 	died=$(tail -n 2 "$KD_TMP/log/killpeer.err" | grep "SIGKILL at $step\$") ||
 		fail "$step: killpeer died elsewhere: $(tail -n 2 "$KD_TMP/log/killpeer.err")"
 	died_ms=$(clock_ms "$(echo "$died" | cut -d' ' -f2)")
-	tries=30
+	tries=$((30 * KD_SCALE))
 	until tail -n +$((before + 1)) "$KD_ERR" | grep -Eq -- "$expect"; do
 		tries=$((tries - 1))
 		[ $tries -gt 0 ] ||

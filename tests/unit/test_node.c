@@ -445,6 +445,43 @@ static void node_disconnect_then_reconnect(void **state)
 	ei_x_free(&x);
 }
 
+/*
+ * kdist_node_stop() right after a burst that filled the send queue: every
+ * message the API accepted arrives, in order, before the link closes, and
+ * the nodedown names the orderly stop. Sends after the stop fail.
+ */
+static void node_stop_sends_queue(void **state)
+{
+	struct env *e = *state;
+	unsigned long long sent = 0;
+	ei_x_buff x;
+	int err = 0;
+
+	assert_int_equal(kdist_connect(e->a, "node_b@localhost", 10000), 0);
+	ei_x_new(&x);
+	while (sent < 300000) {
+		encode_seq(&x, sent + 1);
+		err = kdist_send_name(e->mb_a, "node_b@localhost", "inbox",
+				      x.buff, (size_t)x.index);
+		if (err)
+			break;
+		sent++;
+	}
+	assert_true(err == 0 || err == -EAGAIN);
+	kdist_node_stop(e->a);
+	assert_true(inbox_wait(&e->box_b, sent, 20000));
+	assert_false(e->box_b.out_of_order);
+	assert_int_equal(e->box_b.last_seq, sent);
+	pthread_mutex_lock(&e->down_lock);
+	assert_int_equal(e->downs, 1);
+	assert_non_null(strstr(e->down_reason, "node stopping"));
+	pthread_mutex_unlock(&e->down_lock);
+	encode_seq(&x, sent + 1);
+	assert_true(kdist_send_name(e->mb_a, "node_b@localhost", "inbox",
+				    x.buff, (size_t)x.index) < 0);
+	ei_x_free(&x);
+}
+
 /* Both nodes connect to each other at once: one connection survives and
  * both directions work. */
 static void node_simultaneous_connect(void **state)
@@ -519,6 +556,8 @@ int main(void)
 						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_payload_must_be_etf,
 						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_stop_sends_queue,
+						setup_tcp, teardown),
 	};
 	const struct CMUnitTest tls[] = {
 		cmocka_unit_test_setup_teardown(node_send_connects_on_demand,
@@ -534,6 +573,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(node_allow_list_checks_cert,
 						setup_tls, teardown),
 		cmocka_unit_test_setup_teardown(node_disconnect_then_reconnect,
+						setup_tls, teardown),
+		cmocka_unit_test_setup_teardown(node_stop_sends_queue,
 						setup_tls, teardown),
 	};
 	int failed = cmocka_run_group_tests_name("node over inet_tcp", tcp,
