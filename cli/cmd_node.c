@@ -45,7 +45,28 @@ struct echo {
 	struct echo_reply *head, *tail;
 	size_t bytes;
 	uint64_t dropped;
+	uint64_t refused; /* sends refused while the node stops */
 };
+
+/* A failed reply: counted once the node stops, else one line each. */
+static void echo_failed(struct echo *e, const char *peer, int err)
+{
+	if (err == -ESHUTDOWN)
+		e->refused++;
+	else
+		fprintf(stderr, "kdist: echo: reply to %s failed: %s\n", peer,
+			kdist_strerror());
+}
+
+/* Replies still waiting for the writable callback. */
+static uint64_t echo_backlog_count(struct echo *e)
+{
+	uint64_t n = 0;
+
+	for (struct echo_reply *r = e->head; r; r = r->next)
+		n++;
+	return n;
+}
 
 /* Sends what waits; echo->lock held. */
 static void echo_flush(struct echo *e)
@@ -57,8 +78,7 @@ static void echo_flush(struct echo *e)
 		if (err == -EAGAIN)
 			return;
 		if (err)
-			fprintf(stderr, "kdist: echo: reply to %s failed: %s\n",
-				r->to.node, kdist_strerror());
+			echo_failed(e, r->to.node, err);
 		e->head = r->next;
 		if (!e->head)
 			e->tail = NULL;
@@ -125,8 +145,7 @@ static void echo_receive(void *user, struct kdist_mailbox *mbox,
 	if (err == -EAGAIN)
 		echo_defer(e, &dest, x.buff, (size_t)x.index);
 	else if (err)
-		fprintf(stderr, "kdist: echo: reply to %s failed: %s\n",
-			to.node, kdist_strerror());
+		echo_failed(e, to.node, err);
 	pthread_mutex_unlock(&e->lock);
 	ei_x_free(&x);
 }
@@ -289,6 +308,11 @@ int cmd_node(int argc, char **argv)
 	       (unsigned long long)atomic_load(&sink.bytes));
 	fflush(stdout);
 	/* Each connection still up prints its summary from nodedown. */
+	kdist_node_stop(node);
+	if (echo.refused > 0 || echo.head)
+		printf("kdist: echo: %llu replies not sent: the node was stopping\n",
+		       (unsigned long long)echo.refused +
+			       echo_backlog_count(&echo));
 	kdist_node_destroy(node);
 	return 0;
 }

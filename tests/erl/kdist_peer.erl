@@ -81,6 +81,9 @@ run("idle", [Host, Port, Node, OptFile]) ->
 	check_idle(Host, list_to_integer(Port), node_atom(Node), OptFile);
 run("ping_within", [Node, Ms]) ->
 	check_ping_within(node_atom(Node), list_to_integer(Ms));
+run("stop_drain", [Node, Count, Size]) ->
+	check_stop_drain(node_atom(Node), list_to_integer(Count),
+			 list_to_integer(Size));
 run("hold", [Node, Seconds]) ->
 	check_hold(node_atom(Node), list_to_integer(Seconds));
 run(Check, Args) ->
@@ -451,6 +454,32 @@ hold_echo(Node, Tag) ->
 	receive
 		{hold, Tag} -> ok
 	after ?REPLY_MS -> fail("no echo of ~p from ~p", [Tag, Node])
+	end.
+
+%% --- orderly stop --------------------------------------------------------------
+
+%% The test stops the kdist node while its echo replies are still queued.
+%% Sends Count echo requests of Size bytes, prints "stop_drain sent" for
+%% the test, then takes replies until the nodedown. They must be 1..K, in
+%% order, with no gap; prints K and the nodedown reason for the test to
+%% compare with the number of messages kdist says it sent.
+check_stop_drain(Node, Count, Size) ->
+	ok = net_kernel:monitor_nodes(true, [nodedown_reason]),
+	check_ping(Node),
+	Pad = binary:copy(<<"x">>, Size),
+	[{echo, Node} ! {self(), {seq, N, Pad}} || N <- lists:seq(1, Count)],
+	io:format("kdist_peer: stop_drain sent ~b~n", [Count]),
+	{Got, Reason} = drain_replies(Node, 0),
+	io:format("kdist_peer: stop_drain received ~b, nodedown ~0p~n",
+		  [Got, Reason]).
+
+drain_replies(Node, Last) ->
+	receive
+		{seq, N, _} when N =:= Last + 1 -> drain_replies(Node, N);
+		{seq, N, _} -> fail("reply ~b after ~b: a gap or a reorder", [N, Last]);
+		{nodedown, Node, Info} ->
+			{Last, proplists:get_value(nodedown_reason, Info)}
+	after 60000 -> fail("no nodedown within 60 s, ~b replies", [Last])
 	end.
 
 %% --- idle sockets during a handshake ----------------------------------------
