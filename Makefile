@@ -83,7 +83,8 @@ test-unit: unit
 # tests the sanitized kdist (reports checked by SAN_WRAP, mk/sanitize.mk).
 test-integration: all
 	$(SAN_WRAP) env KDIST=$(CURDIR)/$(BUILD)/kdist \
-		KDIST_TOOLS=$(CURDIR)/$(BUILD)/tools tests/integration/run-all
+		KDIST_TOOLS=$(CURDIR)/$(BUILD)/tools $(SAN_ENV) \
+		tests/integration/run-all
 
 test-vm: all
 ifeq ($(ASAN)$(UBSAN)$(TSAN),)

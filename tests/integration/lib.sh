@@ -382,11 +382,12 @@ kd_rss_kb() {
 }
 
 # kd_rss_within GROWN_MB LIMIT_MB: true when the growth is within the
-# limit, or when kdist runs under valgrind (KDIST_RSS_CHECKS=0), whose
-# shadow memory and queue of freed blocks count in the process's RSS.
+# limit, or when kdist runs under valgrind or a sanitizer
+# (KDIST_RSS_CHECKS=0), whose shadow memory and queue of freed blocks
+# count in the process's RSS.
 kd_rss_within() {
 	if [ "${KDIST_RSS_CHECKS:-1}" = 0 ]; then
-		echo "# RSS growth $1 MB not checked against $2 MB: kdist runs under valgrind"
+		echo "# RSS growth $1 MB not checked against $2 MB: kdist runs under valgrind or a sanitizer"
 		return 0
 	fi
 	[ "$1" -le "$2" ]
