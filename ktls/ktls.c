@@ -771,7 +771,12 @@ static int kd_recv_key_update(int fd, struct kd_ktls_state *st,
 		return -EBADMSG;
 	}
 	if (!kd_kernel_rekeys()) {
-		snprintf(why, whylen, "peer sent a TLS 1.3 KeyUpdate, which the kernel cannot follow before Linux 6.14; reconnect, or use ChaCha20-Poly1305 or ktls=auto");
+		/* ktls=auto already puts ChaCha20 in the kernel here, so for
+		 * a peer that key-updates it only ktls=off helps. */
+		if (st->cipher->nid == NID_chacha20_poly1305)
+			snprintf(why, whylen, "peer sent a TLS 1.3 KeyUpdate, which the kernel cannot follow before Linux 6.14; use ktls=off with peers that key-update ChaCha20-Poly1305 (OTP does not)");
+		else
+			snprintf(why, whylen, "peer sent a TLS 1.3 KeyUpdate, which the kernel cannot follow before Linux 6.14; reconnect, or use ChaCha20-Poly1305 or ktls=auto");
 		return -EOPNOTSUPP;
 	}
 	ret = kd_tls13_next_secret(st->md, st->rx_secret, st->secret_len);
