@@ -161,17 +161,19 @@ kping() {
 
 # kd_ebin_ktls OTP: KD_EBIN with ktls_peer.beam for release OTP; the
 # VM passes beams the host's OTP 25 compiled (KDIST_KTLS_EBIN), as erlc
-# is slow under emulation, and OTP 27 loads them too (a release loads
-# modules compiled by the two releases before it).
+# is slow under emulation, and OTP 27.3 loads them too.
 kd_ebin_ktls() {
-	if [ -f "${KDIST_KTLS_EBIN:-/nonexistent}/ktls_peer.beam" ]; then
+	if [ "$1" = 25 ] && [ -f "${KDIST_KTLS_EBIN:-/nonexistent}/ktls_peer.beam" ]; then
 		KD_EBIN=$KDIST_KTLS_EBIN
 		return
 	fi
 	KD_EBIN=$KD_TMP/kebin-$1
 	[ -f "$KD_EBIN/ktls_peer.beam" ] && return
 	mkdir -p "$KD_EBIN"
-	if [ "$1" = 25 ]; then
+	if [ -f "${KDIST_KTLS_EBIN:-/nonexistent}/ktls_peer.beam" ]; then
+		# OTP 27 runs chrooted and sees only the repository and KD_TMP.
+		cp "$KDIST_KTLS_EBIN/ktls_peer.beam" "$KD_EBIN/"
+	elif [ "$1" = 25 ]; then
 		erlc -o "$KD_EBIN" "$HERE/ktls_peer.erl"
 	else
 		KDIST_OTP27_CMD=erlc "$KD_REPO/tests/otp27/erl" -o "$KD_EBIN" \
