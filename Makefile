@@ -1,5 +1,5 @@
 # kdist build. `make` builds the library, the CLI and the unit tests;
-# `make test` installs what is missing, then runs unit and integration tests;
+# `make test` installs what is missing, then runs unit, integration and VM tests;
 # `make demo` runs the main job against a real erl node.
 
 CC      ?= cc

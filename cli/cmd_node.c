@@ -45,7 +45,8 @@ struct echo {
 	struct echo_reply *head, *tail;
 	size_t bytes;
 	uint64_t dropped;
-	uint64_t refused; /* sends refused while the node stops */
+	uint64_t accepted; /* replies kdist_send_pid() took */
+	uint64_t refused;  /* sends refused while the node stops */
 };
 
 /* A failed reply: counted once the node stops, else one line each. */
@@ -79,6 +80,8 @@ static void echo_flush(struct echo *e)
 			return;
 		if (err)
 			echo_failed(e, r->to.node, err);
+		else
+			e->accepted++;
 		e->head = r->next;
 		if (!e->head)
 			e->tail = NULL;
@@ -146,6 +149,8 @@ static void echo_receive(void *user, struct kdist_mailbox *mbox,
 		echo_defer(e, &dest, x.buff, (size_t)x.index);
 	else if (err)
 		echo_failed(e, to.node, err);
+	else
+		e->accepted++;
 	pthread_mutex_unlock(&e->lock);
 	ei_x_free(&x);
 }
@@ -309,10 +314,9 @@ int cmd_node(int argc, char **argv)
 	fflush(stdout);
 	/* Each connection still up prints its summary from nodedown. */
 	kdist_node_stop(node);
-	if (echo.refused > 0 || echo.head)
-		printf("kdist: echo: %llu replies not sent: the node was stopping\n",
-		       (unsigned long long)echo.refused +
-			       echo_backlog_count(&echo));
+	printf("kdist: echo: %llu replies sent, %llu not sent (the node was stopping)\n",
+	       (unsigned long long)echo.accepted,
+	       (unsigned long long)(echo.refused + echo_backlog_count(&echo)));
 	kdist_node_destroy(node);
 	return 0;
 }

@@ -413,13 +413,19 @@ static void node_drain(struct kdist_node *node)
 		return;
 	atomic_store(&node->draining, true);
 	open = kd_loop_links(node->loop);
+	if (open > 0)
+		kd_info("node: stopping: closing %u connection%s in order (stop timeout %u ms)",
+			open, open == 1 ? "" : "s",
+			node->cfg.stop_timeout_ms);
+	limit = (uint64_t)node->cfg.stop_timeout_ms * 1000000ull;
+	/* Large messages reach the links a few fragments at a time, so the
+	 * links may close only once those queues are empty. */
+	while (kd_node_bulk_pending(node) > 0 && kd_now_ns() - start < limit)
+		usleep(2000);
 	kd_loop_drain(node->loop, -ESHUTDOWN,
 		      "node stopping: queue sent, closed in order");
 	if (open == 0)
 		return;
-	kd_info("node: stopping: closing %u connection%s in order (stop timeout %u ms)",
-		open, open == 1 ? "" : "s", node->cfg.stop_timeout_ms);
-	limit = (uint64_t)node->cfg.stop_timeout_ms * 1000000ull;
 	while ((left = kd_loop_links(node->loop)) > 0 &&
 	       kd_now_ns() - start < limit)
 		usleep(2000);
@@ -860,7 +866,7 @@ void kd_session_fill_stats(const struct kd_session *s,
 	st->msgs_out = ls->msgs_out;
 	st->ticks_in = ls->ticks_in;
 	st->ticks_out = ls->ticks_out;
-	st->send_queue_bytes = ls->queued_bytes;
+	st->send_queue_bytes = ls->queued_bytes + kd_session_bulk_bytes(s);
 	st->unknown_ctrl = atomic_load(&s->unknown_ctrl);
 }
 

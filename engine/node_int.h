@@ -255,6 +255,8 @@ int kd_session_send_raw(struct kd_session *s, const void *sender,
 			const uint8_t *ctrl, size_t ctrl_len,
 			const uint8_t *msg, size_t msg_len, unsigned flags);
 bool kd_session_feed(struct kd_session *s);
+size_t kd_session_bulk_bytes(const struct kd_session *s);
+size_t kd_node_bulk_pending(struct kdist_node *node);
 void kd_session_bulk_free(struct kd_session *s);
 void kd_mailbox_drop_node(struct kdist_node *node, const char *peer);
 void kd_session_fill_stats(const struct kd_session *s,

@@ -88,7 +88,9 @@ static void bulk_free(struct kd_bulk *b)
  */
 bool kd_session_feed(struct kd_session *s)
 {
+	size_t dropped = 0;
 	bool notify = false;
+	int drop_err = 0;
 
 	pthread_mutex_lock(&s->bulk_lock);
 	while (s->bulk_head) {
@@ -98,8 +100,8 @@ bool kd_session_feed(struct kd_session *s)
 		if (err == -EAGAIN)
 			break;
 		if (err) {
-			kd_debug("conn %s: bulk message dropped: %s",
-				 s->peer_name, strerror(-err));
+			dropped++;
+			drop_err = err;
 			b->next_frag = b->nfrags;
 		}
 		if (b->next_frag < b->nfrags)
@@ -115,7 +117,45 @@ bool kd_session_feed(struct kd_session *s)
 		notify = true;
 	}
 	pthread_mutex_unlock(&s->bulk_lock);
+	if (dropped > 0)
+		kd_warn("conn %s: %zu large messages were not sent: %s",
+			s->peer_name, dropped, strerror(-drop_err));
 	return notify;
+}
+
+/* Large messages still waiting in the bulk queues of connected peers. */
+size_t kd_node_bulk_pending(struct kdist_node *node)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&node->lock);
+	for (int i = 0; i < KD_PEER_BUCKETS; i++) {
+		for (struct kd_peer *p = node->peers[i]; p; p = p->next) {
+			struct kd_session *s = p->session;
+
+			if (p->state != KD_PEER_UP || !s)
+				continue;
+			pthread_mutex_lock(&s->bulk_lock);
+			for (struct kd_bulk *b = s->bulk_head; b; b = b->next)
+				n++;
+			pthread_mutex_unlock(&s->bulk_lock);
+		}
+	}
+	pthread_mutex_unlock(&node->lock);
+	return n;
+}
+
+/* Bytes of large messages still to be fed to the link; the lock is the
+ * only part of @s this changes. */
+size_t kd_session_bulk_bytes(const struct kd_session *s)
+{
+	pthread_mutex_t *lock = (pthread_mutex_t *)&s->bulk_lock;
+	size_t n;
+
+	pthread_mutex_lock(lock);
+	n = s->bulk_bytes;
+	pthread_mutex_unlock(lock);
+	return n;
 }
 
 static bool bulk_has_sender(const struct kd_session *s, const void *sender)
@@ -229,12 +269,18 @@ int kd_session_send(struct kd_session *s, const ei_x_buff *ctrl,
 
 void kd_session_bulk_free(struct kd_session *s)
 {
+	size_t n = 0;
+
 	while (s->bulk_head) {
 		struct kd_bulk *b = s->bulk_head;
 
 		s->bulk_head = b->next;
 		bulk_free(b);
+		n++;
 	}
+	if (n > 0)
+		kd_warn("conn %s: %zu large messages were not sent: the connection closed first",
+			s->peer_name, n);
 	s->bulk_tail = NULL;
 	s->bulk_bytes = 0;
 }
@@ -275,6 +321,11 @@ int kd_node_send_packet(struct kdist_node *node, const void *sender,
 	struct kd_cmd *cmd;
 	int err;
 
+	if (atomic_load(&node->draining))
+		return kd_fail(ESHUTDOWN,
+			       "send: node %s is stopping; the message to %s "
+			       "was not sent",
+			       node->name, peer);
 	if (strcmp(peer, node->name) == 0)
 		return kd_fail(EINVAL, "send: local delivery to %s is not "
 				       "supported; call the receive function "
@@ -313,13 +364,6 @@ int kd_node_send_packet(struct kdist_node *node, const void *sender,
 				"was not sent",
 				node->name, peer);
 		return err;
-	}
-	if (atomic_load(&node->draining)) {
-		pthread_mutex_unlock(&node->lock);
-		return kd_fail(ESHUTDOWN,
-			       "send: node %s is stopping; the message to %s "
-			       "was not sent",
-			       node->name, peer);
 	}
 	if (!node->running) {
 		pthread_mutex_unlock(&node->lock);

@@ -197,7 +197,8 @@ const struct kdist_pid *kdist_mailbox_pid(const struct kdist_mailbox *mbox);
  * that set-up fails, the waiting messages are dropped with a log line.
  * Call kdist_connect() first to learn whether a node is reachable.
  * Returns -EAGAIN when the connection's send queue is full (see
- * kdist_set_writable_fn), -ENOTCONN after kdist_node_stop().
+ * kdist_set_writable_fn), -ESHUTDOWN once kdist_node_stop() has begun,
+ * -ENOTCONN when the connection is closing or the node is stopped.
  */
 int kdist_send_pid(struct kdist_mailbox *from, const struct kdist_pid *to,
 		   const void *payload, size_t len);
@@ -226,10 +227,14 @@ struct kdist_conn_stats {
 	char path_reason[160];	 /* why that record path was chosen */
 	uint64_t peer_flags;	 /* negotiated distribution flags */
 	uint64_t bytes_in, bytes_out;	    /* distribution payload bytes */
-	uint64_t msgs_in, msgs_out;	    /* distribution messages */
+	/* Packets: one per message, or one per fragment of a message sent
+	 * in fragments (terms over 64 KiB to peers that accept them). */
+	uint64_t msgs_in, msgs_out;
 	uint64_t ticks_in, ticks_out;
 	uint64_t unknown_ctrl;	 /* control messages not understood */
-	uint64_t send_queue_bytes; /* bytes waiting to be written */
+	/* Bytes waiting to be written, large messages not yet split into
+	 * fragments included. */
+	uint64_t send_queue_bytes;
 };
 
 /*

@@ -55,7 +55,7 @@ static void inbox_init(struct inbox *in)
 	pthread_cond_init(&in->cond, NULL);
 }
 
-/* Records each message; a {seq, N} message must come in order. */
+/* Records each message; {seq, N} and {seq, N, Pad} must come in order. */
 static void inbox_receive(void *user, struct kdist_mailbox *mbox,
 			  const struct kdist_pid *from, const void *payload,
 			  size_t len)
@@ -68,7 +68,8 @@ static void inbox_receive(void *user, struct kdist_mailbox *mbox,
 
 	pthread_mutex_lock(&in->lock);
 	if (ei_decode_version(buf, &idx, &version) == 0 &&
-	    ei_decode_tuple_header(buf, &idx, &arity) == 0 && arity == 2 &&
+	    ei_decode_tuple_header(buf, &idx, &arity) == 0 &&
+	    (arity == 2 || arity == 3) &&
 	    ei_decode_atom(buf, &idx, atom) == 0 && strcmp(atom, "seq") == 0 &&
 	    ei_decode_ulonglong(buf, &idx, &seq) == 0) {
 		if (seq != in->last_seq + 1)
@@ -482,6 +483,42 @@ static void node_stop_sends_queue(void **state)
 	ei_x_free(&x);
 }
 
+/*
+ * The same with messages large enough to go out as fragments, which wait
+ * in the connection's queue of large messages before they reach the link.
+ */
+static void node_stop_sends_large(void **state)
+{
+	struct env *e = *state;
+	static char pad[200 * 1024];
+	unsigned long long sent = 0;
+	ei_x_buff x;
+	int err = 0;
+
+	assert_int_equal(kdist_connect(e->a, "node_b@localhost", 10000), 0);
+	ei_x_new(&x);
+	while (sent < 200) {
+		x.index = 0;
+		ei_x_encode_version(&x);
+		ei_x_encode_tuple_header(&x, 3);
+		ei_x_encode_atom(&x, "seq");
+		ei_x_encode_ulonglong(&x, sent + 1);
+		ei_x_encode_binary(&x, pad, sizeof(pad));
+		err = kdist_send_name(e->mb_a, "node_b@localhost", "inbox",
+				      x.buff, (size_t)x.index);
+		if (err)
+			break;
+		sent++;
+	}
+	ei_x_free(&x);
+	assert_true(err == 0 || err == -EAGAIN);
+	assert_true(sent > 10);
+	kdist_node_stop(e->a);
+	assert_true(inbox_wait(&e->box_b, sent, 20000));
+	assert_false(e->box_b.out_of_order);
+	assert_int_equal(e->box_b.last_seq, sent);
+}
+
 /* Both nodes connect to each other at once: one connection survives and
  * both directions work. */
 static void node_simultaneous_connect(void **state)
@@ -558,6 +595,8 @@ int main(void)
 						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_stop_sends_queue,
 						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_stop_sends_large,
+						setup_tcp, teardown),
 	};
 	const struct CMUnitTest tls[] = {
 		cmocka_unit_test_setup_teardown(node_send_connects_on_demand,
@@ -575,6 +614,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(node_disconnect_then_reconnect,
 						setup_tls, teardown),
 		cmocka_unit_test_setup_teardown(node_stop_sends_queue,
+						setup_tls, teardown),
+		cmocka_unit_test_setup_teardown(node_stop_sends_large,
 						setup_tls, teardown),
 	};
 	int failed = cmocka_run_group_tests_name("node over inet_tcp", tcp,
