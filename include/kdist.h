@@ -63,7 +63,8 @@ enum kdist_log_level {
 };
 
 /* A process identifier, local or remote. The fields map to ei's
- * erlang_pid as node, num, serial and creation. */
+ * erlang_pid as node, num, serial and creation; a node name is at most
+ * KDIST_MAX_NODE_NAME bytes, which is shorter than ei's buffer. */
 struct kdist_pid {
 	char node[KDIST_MAX_NODE_NAME + 1];
 	uint32_t id;
@@ -175,7 +176,8 @@ uint16_t kdist_node_port(const struct kdist_node *node);
 /*
  * Called for each message to a mailbox. @from is the sender when the
  * distribution message carried one (REG_SEND, SEND_SENDER), else NULL.
- * @payload is external term format, valid only during the call.
+ * @payload is external term format. Both are valid only during the
+ * call: copy *@from to reply later.
  */
 typedef void (*kdist_receive_fn)(void *user, struct kdist_mailbox *mbox,
 				 const struct kdist_pid *from,
@@ -206,7 +208,9 @@ int kdist_send_pid(struct kdist_mailbox *from, const struct kdist_pid *to,
 int kdist_send_name(struct kdist_mailbox *from, const char *node,
 		    const char *name, const void *payload, size_t len);
 
-/* Called once a connection whose queue was full has room again. */
+/* Called once a connection whose queue was full has room again. The
+ * set-up functions below take effect at once; call them before
+ * kdist_node_start() to see every event. */
 typedef void (*kdist_writable_fn)(void *user, const char *peer);
 void kdist_set_writable_fn(struct kdist_node *node, kdist_writable_fn fn,
 			   void *user);
