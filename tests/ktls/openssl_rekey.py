@@ -6,12 +6,11 @@ Usage:
   openssl_rekey.py client PORT NODE COOKIE CERTDIR VERSION CIPHER CMDS [COUNT]
   openssl_rekey.py server EPMD_PORT NODE COOKIE CERTDIR VERSION CIPHER CMDS [COUNT]
 
-The openssl command is the TLS peer of the kdist node NODE, so the keys
-change on openssl's commands: its interactive commands `k`, `K`
-(KeyUpdate, K with update_requested, TLS 1.3) and `r`, `R` (renegotiate,
-TLS 1.2) go to its standard input between batches of distribution
-traffic, and this script speaks the distribution protocol through the
-same standard input and output.
+The openssl command is the TLS peer of the kdist node NODE, and this
+script speaks the distribution protocol through its standard input and
+output. Between batches of traffic the script writes openssl's
+interactive commands to the same standard input: `k` and `K` (KeyUpdate,
+K with update_requested, TLS 1.3), `r` and `R` (renegotiate, TLS 1.2).
 
 client: `openssl s_client` connects to 127.0.0.1:PORT (the kdist node) and
     this script runs the distribution handshake (version 6) as the
@@ -66,7 +65,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bad_peer  # noqa: E402  (the direct TLS peer and the initiator handshake)
+# bad_peer has the direct TLS peer and the initiator handshake.
+import bad_peer  # noqa: E402
 
 # Below what one read() of standard input takes in OpenSSL 3.0: 8 KiB in
 # s_client, 16 KiB in s_server (seen with strace).
@@ -150,7 +150,7 @@ def payload(i):
     return (seed * 17)[:1024]
 
 
-# --- the openssl process ------------------------------------------------------
+# --- the openssl process ---------------------------------------------------
 
 class OpensslPipe:
     """Distribution packets through an openssl command's stdin and stdout."""
@@ -159,7 +159,8 @@ class OpensslPipe:
         self.role = role
         # -msg logs every TLS message openssl sends and receives, the proof
         # that the keys changed; -msgfile keeps it out of the data stream.
-        fd, self.msgfile = tempfile.mkstemp(prefix="openssl_rekey.", suffix=".msg")
+        fd, self.msgfile = tempfile.mkstemp(prefix="openssl_rekey.",
+                                            suffix=".msg")
         os.close(fd)
         argv = argv[:2] + ["-msg", "-msgfile", self.msgfile] + argv[2:]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE,
@@ -211,7 +212,8 @@ class OpensslPipe:
 
     def in_pipe(self):
         """Bytes written to openssl's stdin that it has not read yet."""
-        n = fcntl.ioctl(self.proc.stdin.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        n = fcntl.ioctl(self.proc.stdin.fileno(), termios.FIONREAD,
+                        b"\0\0\0\0")
         return struct.unpack("i", n)[0]
 
     def write_packet(self, body):
@@ -342,12 +344,13 @@ def tls_args(certdir, version, cipher, cert):
     return args + ["-tls1_2", "-cipher", cipher]
 
 
-# --- the acceptor's handshake (kdist connects to s_server) --------------------
+# --- the acceptor's handshake (kdist connects to s_server) -----------------
 
 def accept_handshake(p, name, cookie, creation):
     msg = p.recv_hs()
     if msg[:1] != b"N":
-        raise Fail("expected the initiator's name message 'N', got %r" % msg[:16])
+        raise Fail("expected the initiator's name message 'N', got %r"
+                   % msg[:16])
     p.send_hs(b"sok")
     mine = int.from_bytes(os.urandom(4), "big")
     p.send_hs(b"N" + struct.pack(">QIIH", bad_peer.DFLAGS, mine, creation,
@@ -418,7 +421,7 @@ def free_port():
     return port
 
 
-# --- traffic -------------------------------------------------------------------
+# --- traffic ---------------------------------------------------------------
 
 class Session:
     def __init__(self, p, me, creation, node):
@@ -547,10 +550,15 @@ def start_client(args, host):
             "-noservername", "-verify_return_error"] + \
         tls_args(certdir, version, cipher, "client")
     p = OpensslPipe(argv, "client")
-    # -brief prints this after the TLS handshake; stdin is read only then.
-    if not p.wait_stderr("CONNECTION ESTABLISHED", REPLY_TIMEOUT):
-        raise Fail("s_client did not connect: %s" % p.last_err())
-    bad_peer.dist_handshake(p, me, cookie)
+    try:
+        # -brief prints this after the TLS handshake; stdin is read only
+        # then.
+        if not p.wait_stderr("CONNECTION ESTABLISHED", REPLY_TIMEOUT):
+            raise Fail("s_client did not connect: %s" % p.last_err())
+        bad_peer.dist_handshake(p, me, cookie)
+    except BaseException:
+        p.stop()
+        raise
     return p, me, 1
 
 
@@ -563,31 +571,36 @@ def start_server(args, host):
             "-Verify", "1", "-verify_return_error"] + \
         tls_args(certdir, version, cipher, "server")
     p = OpensslPipe(argv, "server")
-    # A test connection would count against -naccept, so wait for the
-    # listening socket in /proc/net/tcp instead.
-    deadline = time.monotonic() + 30
-    while not listening(port):
-        if p.proc.poll() is not None or time.monotonic() > deadline:
-            raise Fail("s_server is not listening: %s" % p.last_err())
-        time.sleep(0.1)
-    reg, creation = epmd_register(int(epmd_port), alive, port)
-    # The trigger: a direct TLS peer asks the node's echo to reply to a pid
-    # on this name, and the node connects to s_server to deliver it.
-    kport = epmd_port_of(int(epmd_port), node.split("@")[0])
-    trig = bad_peer.Peer(kport, certdir)
-    bad_peer.dist_handshake(trig, "trig%d@%s" % (os.getpid(), host), cookie)
-    hello = tuple_(atom("hello"), atom(alive))
-    msg = tuple_(pid(me, 1, creation), hello)
-    ctl = tuple_(integer(6), pid("trig%d@%s" % (os.getpid(), host), 1, 1),
-                 atom(""), atom("echo"))
-    trig.write(struct.pack(">I", 2 + len(ctl) + 1 + len(msg)) + b"p\x83" +
-               ctl + b"\x83" + msg)
-    accept_handshake(p, me, cookie, creation)
-    s = Session(p, me, creation, node)
-    if s.recv_echo() != hello:
-        raise Fail("the node's first message was not the trigger's echo")
-    trig.sock.close()
-    p.epmd = reg
+    try:
+        # A test connection would count against -naccept, so wait for the
+        # listening socket in /proc/net/tcp instead.
+        deadline = time.monotonic() + 30
+        while not listening(port):
+            if p.proc.poll() is not None or time.monotonic() > deadline:
+                raise Fail("s_server is not listening: %s" % p.last_err())
+            time.sleep(0.1)
+        reg, creation = epmd_register(int(epmd_port), alive, port)
+        # The trigger: a direct TLS peer asks the node's echo to reply to
+        # a pid on this name, and the node connects to s_server for it.
+        kport = epmd_port_of(int(epmd_port), node.split("@")[0])
+        trig = bad_peer.Peer(kport, certdir)
+        trig_node = "trig%d@%s" % (os.getpid(), host)
+        bad_peer.dist_handshake(trig, trig_node, cookie)
+        hello = tuple_(atom("hello"), atom(alive))
+        msg = tuple_(pid(me, 1, creation), hello)
+        ctl = tuple_(integer(6), pid(trig_node, 1, 1), atom(""),
+                     atom("echo"))
+        trig.write(struct.pack(">I", 2 + len(ctl) + 1 + len(msg)) + b"p\x83" +
+                   ctl + b"\x83" + msg)
+        accept_handshake(p, me, cookie, creation)
+        s = Session(p, me, creation, node)
+        if s.recv_echo() != hello:
+            raise Fail("the node's first message was not the trigger's echo")
+        trig.sock.close()
+        p.epmd = reg
+    except BaseException:
+        p.stop()
+        raise
     return p, me, creation
 
 
