@@ -3,9 +3,9 @@
 #
 # A kdist node stopped (SIGTERM) while echo replies to an erl node are
 # still queued. An erl check sends 20,000 echo requests of 4 KiB, or 300
-# of 70 KB (whose replies go out in fragments); when they are out, and
-# again when some replies have arrived, the test stops the kdist node.
-# Expected, for each OTP release and size:
+# of 70 KB, whose replies go out in fragments. The test stops the kdist
+# node once the requests are out, or a little later, when some replies
+# have arrived. Expected, for each OTP release and size:
 #   - erl receives replies 1..K in order, with no gap, then nodedown;
 #   - K equals the number of replies the kdist_send_pid() calls of the
 #     echo service accepted ("echo: N replies sent" at the stop): every
@@ -41,12 +41,12 @@ for otp in $(kd_otps); do
 			sleep 0.2
 		fi
 		stop_kdist $KD_PID
-		wait $check || fail "OTP $otp ($when): $(erl_why stop_drain "$otp")"
+		wait $check || fail "OTP $otp ($count x $size, $when): $(erl_why stop_drain "$otp")"
 		got=$(sed -n 's/.*stop_drain received \([0-9]*\),.*/\1/p' "$log")
 		reason=$(sed -n 's/.*stop_drain received [0-9]*, nodedown \(.*\)/\1/p' "$log")
 		sent=$(sed -n 's/^kdist: echo: \([0-9]*\) replies sent.*/\1/p' "$KD_OUT")
 		[ -n "$got" ] && [ -n "$sent" ] ||
-			fail "OTP $otp ($when): cannot read the counts: erl '$(tail -n 1 "$log")', kdist '$(tail -n 1 "$KD_OUT")'"
+			fail "OTP $otp ($count x $size, $when): cannot read the counts: erl '$(tail -n 1 "$log")', kdist '$(tail -n 1 "$KD_OUT")'"
 		path=$(sed -n 's/.* path=\(kernel TLS\|user-space\|plain\).*/\1/p' "$KD_OUT" | tail -n 1)
 		echo "# OTP $otp, $count x $size bytes, stop after $when, path $path:" \
 			"kdist accepted $sent replies, erl received $got;" \
@@ -54,7 +54,7 @@ for otp in $(kd_otps); do
 		[ "$got" -eq "$sent" ] ||
 			fail "OTP $otp ($count x $size, $when): kdist accepted $sent replies but erl received $got"
 		grep -q "closed: node stopping: queue sent, closed in order" "$KD_ERR" ||
-			fail "OTP $otp ($when): no orderly close in the kdist log: $(grep 'closed:' "$KD_ERR" | tail -n 1)"
+			fail "OTP $otp ($count x $size, $when): no orderly close in the kdist log: $(grep 'closed:' "$KD_ERR" | tail -n 1)"
 		if grep -Eq "were not sent|close_notify not sent" "$KD_ERR"; then
 			fail "OTP $otp ($count x $size, $when): $(grep -E 'were not sent|close_notify not sent' "$KD_ERR")"
 		fi
