@@ -756,6 +756,7 @@ static void hsconn_finish(struct kd_hsconn *c)
 		hsconn_fail(c, -ENOMEM, "out of memory");
 		return;
 	}
+	atomic_init(&s->refs, 1);
 	s->node = node;
 	snprintf(s->peer_name, sizeof(s->peer_name), "%s", c->peer);
 	s->flags = kd_hs_negotiated_flags(&c->hs);
@@ -1238,7 +1239,7 @@ static void control_link_closed(struct kdist_node *node,
 		if (down)
 			down(user, s->peer_name, s->close_reason, &st);
 	}
-	kd_session_free(s);
+	kd_session_put(s);
 }
 
 /* Sends ticks on idle links and closes links whose peer went silent. */

@@ -477,8 +477,16 @@ const struct kd_link_callbacks kd_session_callbacks = {
 	.writable = session_writable,
 };
 
-void kd_session_free(struct kd_session *s)
+void kd_session_hold(struct kd_session *s)
 {
+	atomic_fetch_add(&s->refs, 1);
+}
+
+/* Frees the session with its last reference. */
+void kd_session_put(struct kd_session *s)
+{
+	if (atomic_fetch_sub(&s->refs, 1) != 1)
+		return;
 	kd_session_bulk_free(s);
 	pthread_mutex_destroy(&s->bulk_lock);
 	kd_frag_table_free(s->frags);

@@ -834,14 +834,14 @@ int kdist_disconnect(struct kdist_node *node, const char *peer)
 	p = kd_peer_get(node, peer, false);
 	if (p && p->state == KD_PEER_UP) {
 		s = p->session;
-		kd_link_hold(s->link);
+		kd_session_hold(s);
 	}
 	pthread_mutex_unlock(&node->lock);
 	if (!s)
 		return kd_fail(ENOTCONN, "disconnect: %s is not connected",
 			       peer);
 	kd_link_close(s->link, -ECONNABORTED, "disconnected by this node");
-	kd_link_release(s->link);
+	kd_session_put(s);
 	return 0;
 }
 

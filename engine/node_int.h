@@ -73,6 +73,9 @@ struct kd_pending_msg {
  * thread; freed by the control thread after the link's closed callback.
  */
 struct kd_session {
+	/* One for the peer table (dropped when the link has closed), one
+	 * per API call that uses the session outside node->lock. */
+	atomic_uint refs;
 	struct kdist_node *node;
 	struct kd_peer *peer;
 	struct kd_link *link;
@@ -269,7 +272,8 @@ void kd_control_stop(struct kdist_node *node);
 
 /* dist.c */
 extern const struct kd_link_callbacks kd_session_callbacks;
-void kd_session_free(struct kd_session *s);
+void kd_session_hold(struct kd_session *s);
+void kd_session_put(struct kd_session *s);
 int kd_net_kernel_open(struct kdist_node *node);
 
 /* CLOCK_MONOTONIC in nanoseconds; defined by the data loop. */

@@ -343,11 +343,11 @@ int kd_node_send_packet(struct kdist_node *node, const void *sender,
 	}
 	if (p->state == KD_PEER_UP) {
 		s = p->session;
-		kd_link_hold(s->link);
+		kd_session_hold(s);
 		pthread_mutex_unlock(&node->lock);
 		err = kd_session_send_raw(s, sender, (const uint8_t *)ctrl->buff,
 					  (size_t)ctrl->index, msg, len, flags);
-		kd_link_release(s->link);
+		kd_session_put(s);
 		if (err == -EAGAIN)
 			kd_fail(EAGAIN,
 				"send: queue to %s is full; send again after "
