@@ -47,7 +47,7 @@ for otp in $(kd_otps); do
 		sent=$(sed -n 's/^kdist: echo: \([0-9]*\) replies sent.*/\1/p' "$KD_OUT")
 		[ -n "$got" ] && [ -n "$sent" ] ||
 			fail "OTP $otp ($count x $size, $when): cannot read the counts: erl '$(tail -n 1 "$log")', kdist '$(tail -n 1 "$KD_OUT")'"
-		path=$(sed -n 's/.* path=\(kernel TLS\|user-space\|plain\).*/\1/p' "$KD_OUT" | tail -n 1)
+		path=$(sed -n 's/.* path=\(kernel\|user-space\|plain\).*/\1/p' "$KD_OUT" | tail -n 1)
 		echo "# OTP $otp, $count x $size bytes, stop after $when, path $path:" \
 			"kdist accepted $sent replies, erl received $got;" \
 			"nodedown reason $reason"
