@@ -46,14 +46,14 @@ struct echo {
 	size_t bytes;
 	uint64_t dropped;
 	uint64_t accepted; /* replies kdist_send_pid() took */
-	uint64_t refused;  /* sends refused while the node stops */
+	uint64_t rejected; /* sends rejected while the node stops */
 };
 
 /* A failed reply: counted once the node stops, else one line each. */
 static void echo_failed(struct echo *e, const char *peer, int err)
 {
 	if (err == -ESHUTDOWN)
-		e->refused++;
+		e->rejected++;
 	else
 		fprintf(stderr, "kdist: echo: reply to %s failed: %s\n", peer,
 			kdist_strerror());
@@ -316,7 +316,7 @@ int cmd_node(int argc, char **argv)
 	kdist_node_stop(node);
 	printf("kdist: echo: %llu replies sent, %llu not sent (the node was stopping)\n",
 	       (unsigned long long)echo.accepted,
-	       (unsigned long long)(echo.refused + echo_backlog_count(&echo)));
+	       (unsigned long long)(echo.rejected + echo_backlog_count(&echo)));
 	kdist_node_destroy(node);
 	return 0;
 }

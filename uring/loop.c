@@ -683,7 +683,6 @@ void kd_loop_drain(struct kd_loop *loop, int err, const char *reason)
 {
 	unsigned i;
 
-	atomic_store(&loop->draining, true);
 	for (i = 0; i < loop->nthreads; i++) {
 		struct kd_thread *t = &loop->threads[i];
 
@@ -694,11 +693,6 @@ void kd_loop_drain(struct kd_loop *loop, int err, const char *reason)
 		pthread_mutex_unlock(&t->cmd_lock);
 		wake_thread(t);
 	}
-}
-
-bool kd_loop_draining(struct kd_loop *loop)
-{
-	return atomic_load(&loop->draining);
 }
 
 unsigned kd_loop_links(struct kd_loop *loop)

@@ -79,14 +79,13 @@ int kd_loop_create(unsigned nthreads, struct kd_loop **out);
 void kd_loop_destroy(struct kd_loop *loop);
 
 /*
- * Starts an orderly close of every link, and of each link attached later:
- * new sends get -ESHUTDOWN, the queue is sent, then a TLS close_notify
- * (TLS paths) and a FIN; the link closes, with @err and @reason, once the
- * peer closes its side. Returns at once; kd_loop_links() counts the links
- * left, and kd_loop_destroy() closes those at once.
+ * Starts an orderly close of every link, and of each link attached later.
+ * New sends get -ESHUTDOWN. Each link sends its queue, then a TLS
+ * close_notify (TLS paths) and a FIN, and closes with @err and @reason
+ * once the peer closes its side.
  */
 void kd_loop_drain(struct kd_loop *loop, int err, const char *reason);
-bool kd_loop_draining(struct kd_loop *loop);
+/* Counts the links not yet closed; kd_loop_destroy() closes them at once. */
 unsigned kd_loop_links(struct kd_loop *loop);
 
 /* Hands an established connection to the least loaded thread. On success

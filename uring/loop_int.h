@@ -125,7 +125,6 @@ struct kd_loop {
 	unsigned nthreads;
 	struct kd_thread *threads;
 	atomic_bool destroyed;
-	atomic_bool draining;
 };
 
 /* Receive-side packet assembly, data thread only. */

@@ -376,6 +376,17 @@ start_erl() {
 	done
 }
 
+# kd_fd_count PID: the number of open fds of PID.
+kd_fd_count() {
+	ls "/proc/$1/fd" | wc -l
+}
+
+# kd_clock_ms HH:MM:SS.mmm: milliseconds since midnight UTC of the time
+# stamp that kdist and the test peers put at the start of each log line.
+kd_clock_ms() {
+	echo "$1" | awk -F'[:.]' '{ print (($1 * 60 + $2) * 60 + $3) * 1000 + $4 }'
+}
+
 # kd_rss_kb PID: the VmRSS of PID in kB.
 kd_rss_kb() {
 	sed -n 's/^VmRSS:[^0-9]*\([0-9]*\) kB/\1/p' "/proc/$1/status"

@@ -2,8 +2,8 @@
 # A peer that dies with SIGKILL in the middle of a fragmented message.
 # tests/tools/killpeer frag connects with DFLAG_FRAGMENTS, sends 47 of the
 # 48 fragments (131 69, then 131 70) of a 48 MiB message to sink, checks
-# that sink has not counted it, holds 3 s and raises SIGKILL on itself.
-# Expected: while it holds, kdist's RSS has grown by 40 MB or more (the
+# that sink has not counted it, waits 3 s and raises SIGKILL on itself.
+# Expected: while it waits, kdist's RSS has grown by 40 MB or more (the
 # reassembly buffer); after the kill kdist prints nodedown for the peer
 # with a reason and logs the connection's end; its RSS falls back to
 # within 16 MB of the start (the buffer is freed; the margin is for the
@@ -14,17 +14,13 @@
 kd_init
 need_kdist
 need_real_kdist "RSS, fd counts and logs of a kdist node"
-KD_KILLPEER=$KD_REPO/build/tools/killpeer
+KD_KILLPEER=$KD_TOOLS/killpeer
 [ -x "$KD_KILLPEER" ] || skip "$KD_KILLPEER not built; run 'make tools'"
 start_epmd
 make_certs
 start_kdist fragkill
 
-fd_count() {
-	ls "/proc/$1/fd" | wc -l
-}
-
-baseline=$(fd_count "$KD_PID")
+baseline=$(kd_fd_count "$KD_PID")
 before=$(kd_rss_kb "$KD_PID")
 out=$KD_TMP/log/killpeer-frag.out
 "$KD_KILLPEER" frag localhost "$KD_PORT" "$KD_NODE" "$KD_COOKIE" "$KD_CONF" \
@@ -55,10 +51,10 @@ rss_limit=$((before + 16384))
 [ "${KDIST_RSS_CHECKS:-1}" = 0 ] && rss_limit=$((1 << 40))
 tries=$((30 * KD_SCALE))
 while [ "$(kd_rss_kb "$KD_PID")" -gt $rss_limit ] ||
-	[ "$(fd_count "$KD_PID")" -gt "$baseline" ]; do
+	[ "$(kd_fd_count "$KD_PID")" -gt "$baseline" ]; do
 	tries=$((tries - 1))
 	[ $tries -gt 0 ] ||
-		fail "3 s after the kill kdist has RSS $(kd_rss_kb "$KD_PID") kB (start $before kB) and $(fd_count "$KD_PID") fds (baseline $baseline)"
+		fail "3 s after the kill kdist has RSS $(kd_rss_kb "$KD_PID") kB (start $before kB) and $(kd_fd_count "$KD_PID") fds (baseline $baseline)"
 	sleep 0.1
 done
 after=$(kd_rss_kb "$KD_PID")
@@ -72,7 +68,7 @@ grep -q "^sink count $count\$" "$KD_TMP/log/sink-count.out" ||
 	"$KD_CONF" 2>>"$KD_TMP/log/killpeer.err" ||
 	fail "a good peer got no echo after the kill"
 echo "# RSS $before kB at start, $held kB with 47 MiB pending, $after kB after the kill;" \
-	"fds $(fd_count "$KD_PID") of baseline $baseline; sink count $count before and after; $down"
+	"fds $(kd_fd_count "$KD_PID") of baseline $baseline; sink count $count before and after; $down"
 for otp in $(kd_otps); do
 	check_still_serves "$otp"
 done

@@ -18,17 +18,14 @@ ulimit -n 4096 2>/dev/null || skip "cannot raise the open file limit to 4096"
 start_epmd
 make_certs
 start_kdist flood -handshake_timeout 15000
-fd_count() {
-	ls "/proc/$1/fd" | wc -l
-}
-baseline=$(fd_count "$KD_PID")
+baseline=$(kd_fd_count "$KD_PID")
 out=$KD_TMP/log/holdconns.out
 python3 "$KD_REPO/tests/tools/holdconns.py" localhost "$KD_PORT" 500 500 \
 	"$KD_CERTS" 25 >"$out" 2>&1 &
 holder=$!
 kd_track $holder
 wait_for "$out" '^holding' 30 || fail "holdconns did not open 1000 connections: $(tail -n 2 "$out")"
-open_fds=$(fd_count "$KD_PID")
+open_fds=$(kd_fd_count "$KD_PID")
 [ "$open_fds" -ge $((baseline + 1000)) ] ||
 	fail "the node has $open_fds fds with 1000 idle connections, baseline $baseline"
 otp=$(kd_otps | awk '{print $NF}')
@@ -43,10 +40,10 @@ timeouts=$(grep -c "handshake timed out" "$KD_ERR")
 [ "$timeouts" -ge 1000 ] ||
 	fail "expected 1000 handshake timeout log lines, found $timeouts"
 tries=50
-while [ "$(fd_count "$KD_PID")" -gt "$baseline" ]; do
+while [ "$(kd_fd_count "$KD_PID")" -gt "$baseline" ]; do
 	tries=$((tries - 1))
 	[ $tries -gt 0 ] ||
-		fail "fd count is $(fd_count "$KD_PID") 5 s after the end, baseline $baseline"
+		fail "fd count is $(kd_fd_count "$KD_PID") 5 s after the end, baseline $baseline"
 	sleep 0.1
 done
 check_still_serves "$otp"

@@ -26,21 +26,11 @@
 kd_init
 need_kdist
 need_real_kdist "log lines and fd counts of a kdist node"
-KD_KILLPEER=$KD_REPO/build/tools/killpeer
+KD_KILLPEER=$KD_TOOLS/killpeer
 [ -x "$KD_KILLPEER" ] || skip "$KD_KILLPEER not built; run 'make tools'"
 start_epmd
 make_certs
 start_kdist hsclient
-
-fd_count() {
-	ls "/proc/$1/fd" | wc -l
-}
-
-# Milliseconds since midnight UTC of "HH:MM:SS.mmm", the time stamp kdist
-# and killpeer put on their lines.
-clock_ms() {
-	echo "$1" | awk -F'[:.]' '{ print (($1 * 60 + $2) * 60 + $3) * 1000 + $4 }'
-}
 
 now_ms() {
 	date +%s%3N
@@ -68,7 +58,7 @@ wait_killed() {
 		fail "$1: killpeer exited $status, expected 137 (SIGKILL at the step): $(tail -n 2 "$KP_ERR")"
 	died=$(grep "SIGKILL at $1\$" "$KP_ERR") ||
 		fail "$1: killpeer died elsewhere: $(tail -n 2 "$KP_ERR")"
-	DIED_MS=$(clock_ms "$(echo "$died" | cut -d' ' -f2)")
+	DIED_MS=$(kd_clock_ms "$(echo "$died" | cut -d' ' -f2)")
 }
 
 good_peer() {
@@ -93,7 +83,7 @@ send_challenge_ack|up"
 up_then_down='connection closed by peer without TLS close_notify'
 ping_after_ack="(the connection was set up and then lost: $up_then_down|send: the connection to .* is closing|no answer from net_kernel on .* within 3000 ms)"
 
-baseline=$(fd_count "$KD_PID")
+baseline=$(kd_fd_count "$KD_PID")
 echo "$steps" >"$KD_TMP/steps"
 while IFS='|' read -r step expect; do
 	# The long-lived node.
@@ -123,13 +113,13 @@ while IFS='|' read -r step expect; do
 		sleep 0.1
 	done
 	tries=$((30 * KD_SCALE))
-	while [ "$(fd_count "$KD_PID")" -gt "$baseline" ]; do
+	while [ "$(kd_fd_count "$KD_PID")" -gt "$baseline" ]; do
 		tries=$((tries - 1))
 		[ $tries -gt 0 ] ||
-			fail "$step: kdist has $(fd_count "$KD_PID") fds 3 s after the kill, baseline $baseline"
+			fail "$step: kdist has $(kd_fd_count "$KD_PID") fds 3 s after the kill, baseline $baseline"
 		sleep 0.1
 	done
-	fds=$(fd_count "$KD_PID")
+	fds=$(kd_fd_count "$KD_PID")
 	kill -0 "$KD_PID" 2>/dev/null || fail "$step: kdist exited"
 	new=$(tail -n +$((before + 1)) "$KD_ERR" | grep -v 'conn killpeer@localhost')
 	line=$(echo "$new" | grep -E -- "$pattern")
@@ -140,8 +130,8 @@ while IFS='|' read -r step expect; do
 	[ -z "$others" ] || fail "$step: kdist logged more errors: $others"
 	start_line=$(echo "$new" | grep -m1 "conn $node: connecting") ||
 		fail "$step: kdist did not log its connect to $node"
-	connect_ms=$(clock_ms "$(echo "$start_line" | cut -c1-12)")
-	logged_ms=$(clock_ms "$(echo "$line" | cut -c1-12)")
+	connect_ms=$(kd_clock_ms "$(echo "$start_line" | cut -c1-12)")
+	logged_ms=$(kd_clock_ms "$(echo "$line" | cut -c1-12)")
 	good_peer || fail "$step: a good peer got no echo right after the kill"
 
 	# kdist ping, a client that exits.

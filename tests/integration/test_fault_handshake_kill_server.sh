@@ -19,21 +19,11 @@
 kd_init
 need_kdist
 need_real_kdist "log lines and fd counts of a kdist node"
-KD_KILLPEER=$KD_REPO/build/tools/killpeer
+KD_KILLPEER=$KD_TOOLS/killpeer
 [ -x "$KD_KILLPEER" ] || skip "$KD_KILLPEER not built; run 'make tools'"
 start_epmd
 make_certs
 start_kdist hskill
-
-fd_count() {
-	ls "/proc/$1/fd" | wc -l
-}
-
-# Milliseconds since midnight UTC of "HH:MM:SS.mmm", the time stamp kdist
-# puts at the start of each log line.
-clock_ms() {
-	echo "$1" | awk -F'[:.]' '{ print (($1 * 60 + $2) * 60 + $3) * 1000 + $4 }'
-}
 
 killpeer_connect() {
 	"$KD_KILLPEER" connect "$1" localhost "$KD_PORT" "$KD_NODE" \
@@ -43,7 +33,7 @@ killpeer_connect() {
 # Waits up to 3 s for the fd count of kdist to drop back to $baseline.
 wait_fds() {
 	tries=$((30 * KD_SCALE))
-	while [ "$(fd_count "$KD_PID")" -gt "$baseline" ]; do
+	while [ "$(kd_fd_count "$KD_PID")" -gt "$baseline" ]; do
 		tries=$((tries - 1))
 		[ $tries -gt 0 ] || return 1
 		sleep 0.1
@@ -70,7 +60,7 @@ recv_challenge|kdist error: $named: $dist_closed challenge_reply \(
 send_challenge_reply|$up_then_down
 recv_challenge_ack|$up_then_down"
 
-baseline=$(fd_count "$KD_PID")
+baseline=$(kd_fd_count "$KD_PID")
 echo "$steps" >"$KD_TMP/steps"
 while IFS='|' read -r step expect; do
 	before=$(wc -l <"$KD_ERR")
@@ -81,7 +71,7 @@ while IFS='|' read -r step expect; do
 		fail "$step: killpeer exited $status, expected 137 (SIGKILL at the step): $(tail -n 2 "$KD_TMP/log/killpeer.err")"
 	died=$(tail -n 2 "$KD_TMP/log/killpeer.err" | grep "SIGKILL at $step\$") ||
 		fail "$step: killpeer died elsewhere: $(tail -n 2 "$KD_TMP/log/killpeer.err")"
-	died_ms=$(clock_ms "$(echo "$died" | cut -d' ' -f2)")
+	died_ms=$(kd_clock_ms "$(echo "$died" | cut -d' ' -f2)")
 	tries=$((30 * KD_SCALE))
 	until tail -n +$((before + 1)) "$KD_ERR" | grep -Eq -- "$expect"; do
 		tries=$((tries - 1))
@@ -89,8 +79,8 @@ while IFS='|' read -r step expect; do
 			fail "$step: no log line matches '$expect' within 3 s: $(tail -n +$((before + 1)) "$KD_ERR" | tail -n 3)"
 		sleep 0.1
 	done
-	wait_fds || fail "$step: kdist has $(fd_count "$KD_PID") fds 3 s after the kill, baseline $baseline"
-	fds=$(fd_count "$KD_PID")
+	wait_fds || fail "$step: kdist has $(kd_fd_count "$KD_PID") fds 3 s after the kill, baseline $baseline"
+	fds=$(kd_fd_count "$KD_PID")
 	kill -0 "$KD_PID" 2>/dev/null || fail "$step: kdist exited"
 	new=$(tail -n +$((before + 1)) "$KD_ERR")
 	line=$(echo "$new" | grep -E -- "$expect")
@@ -105,7 +95,7 @@ while IFS='|' read -r step expect; do
 			fail "$step: expected one more nodedown line on stdout, found $((downs - downs_before))"
 		;;
 	esac
-	logged_ms=$(clock_ms "$(echo "$line" | cut -c1-12)")
+	logged_ms=$(kd_clock_ms "$(echo "$line" | cut -c1-12)")
 	killpeer_connect none ||
 		fail "$step: a good peer got no echo right after the kill: $(tail -n 1 "$KD_TMP/log/killpeer.err")"
 	echo "# $step: killpeer exit $status; kdist logged $((logged_ms - died_ms)) ms" \

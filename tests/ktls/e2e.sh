@@ -171,7 +171,7 @@ kd_ebin_ktls() {
 	[ -f "$KD_EBIN/ktls_peer.beam" ] && return
 	mkdir -p "$KD_EBIN"
 	if [ -f "${KDIST_KTLS_EBIN:-/nonexistent}/ktls_peer.beam" ]; then
-		# OTP 27 runs chrooted and sees only the repository and KD_TMP.
+		# OTP 27 runs chrooted, with access to the repository and KD_TMP only.
 		cp "$KDIST_KTLS_EBIN/ktls_peer.beam" "$KD_EBIN/"
 	elif [ "$1" = 25 ]; then
 		erlc -o "$KD_EBIN" "$HERE/ktls_peer.erl"

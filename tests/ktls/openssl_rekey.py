@@ -35,7 +35,7 @@ read() of their standard input (s_server also wants a newline as the
 second byte), so binary data must never start a read with a command
 letter. Every distribution packet starts with its 4-byte length, whose
 first byte is 0 below 16 MiB, and this script writes a packet only while
-the pipe holds at most READ_LIMIT bytes in all, less than either command
+the pipe contains at most READ_LIMIT bytes in all, less than either command
 reads at once. Each read() then starts at a packet boundary. A command is
 written alone, only when no reply is outstanding, with a pause on either
 side, and its confirmation is read back (s_client prints KEYUPDATE or
@@ -306,9 +306,9 @@ class OpensslPipe:
             return s
 
     def finish(self):
-        """End openssl through its stdin (both commands quit at end of
-        input and close the connection with close_notify), so it flushes
-        its message log; return the log's handshake message counts."""
+        """Close openssl's stdin and return the handshake message counts
+        of its message log. Both commands quit at the end of their input,
+        close the connection with close_notify and flush the log."""
         self.proc.stdin.close()
         try:
             self.proc.wait(30)
@@ -518,7 +518,7 @@ def check_server_confirmations(p, cmds):
 
 def check_log(counts, version, cmds, tag):
     """Check openssl's message log against the commands: every KeyUpdate
-    went out, the node answered each K with its own KeyUpdate and nothing
+    went out, the node replied to each K with its own KeyUpdate and nothing
     else, and each renegotiation ran to its Finished both ways."""
     def n(direction, msg):
         return counts.get((direction, msg), 0)
@@ -580,8 +580,8 @@ def start_server(args, host):
                 raise Fail("s_server is not listening: %s" % p.last_err())
             time.sleep(0.1)
         reg, creation = epmd_register(int(epmd_port), alive, port)
-        # The trigger: a direct TLS peer asks the node's echo to reply to
-        # a pid on this name, and the node connects to s_server for it.
+        # The trigger: a direct TLS peer sends the node's echo a request
+        # to reply to a pid on this name, so the node connects to s_server.
         kport = epmd_port_of(int(epmd_port), node.split("@")[0])
         trig = bad_peer.Peer(kport, certdir)
         trig_node = "trig%d@%s" % (os.getpid(), host)
