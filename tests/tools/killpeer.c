@@ -10,7 +10,8 @@
  *   connect STEP HOST PORT NODE COOKIE OPTFILE
  *       Connects to NODE (kdist as server) as killpeer@localhost and dies
  *       at STEP, one of: tcp, client_hello_partial, client_hello,
- *       server_hello, server_finished, tls_done, send_name_partial,
+ *       server_hello, client_finished, server_finished, tls_done,
+ *       send_name_partial,
  *       send_name, recv_status, recv_challenge, send_challenge_reply,
  *       recv_challenge_ack; or "none" to finish and check an echo.
  *
@@ -19,7 +20,8 @@
  *       keeping the registration socket open, listens on the address of
  *       host, prints "listening on PORT" and takes one connection (kdist
  *       as client). It dies at STEP, one of: accept, recv_client_hello,
- *       send_server_hello, tls_done, recv_name, send_status,
+ *       send_server_hello, recv_client_finished, tls_done, recv_name,
+ *       send_status,
  *       send_challenge, recv_challenge_reply, send_challenge_ack. It
  *       exits 1 when no connection arrives within 20 s.
  *
@@ -85,6 +87,7 @@ static const char *const connect_steps[] = {
 	"client_hello_partial",
 	"client_hello",
 	"server_hello",
+	"client_finished",
 	"server_finished",
 	"tls_done",
 	"send_name_partial",
@@ -100,6 +103,7 @@ static const char *const accept_steps[] = {
 	"accept",
 	"recv_client_hello",
 	"send_server_hello",
+	"recv_client_finished",
 	"tls_done",
 	"recv_name",
 	"send_status",
@@ -123,6 +127,7 @@ static const char *kill_step = "";
 static bool server_role;
 static size_t tls_bytes_sent;
 static bool flight_sent;
+static bool finished_written;
 
 /* Prints the step with the UTC time of day, in the form of kdist's log
  * time stamps so that a test can subtract them, and dies. */
@@ -147,16 +152,24 @@ static void die_if(const char *step)
 /* ---- TLS handshake ---- */
 
 /* Dies when the peer's handshake message named by the step arrives,
- * before OpenSSL writes anything in reply. */
+ * before OpenSSL writes anything in reply, and notes when OpenSSL wrote
+ * this side's Finished. */
 static void tls_msg_seen(int write_p, int version, int content_type,
 			 const void *buf, size_t len, SSL *ssl, void *arg)
 {
 	const uint8_t *msg = buf;
 
-	if (write_p || content_type != SSL3_RT_HANDSHAKE || len == 0)
+	if (content_type != SSL3_RT_HANDSHAKE || len == 0)
 		return;
+	if (write_p) {
+		if (msg[0] == SSL3_MT_FINISHED)
+			finished_written = true;
+		return;
+	}
 	if (server_role && msg[0] == SSL3_MT_CLIENT_HELLO)
 		die_if("recv_client_hello");
+	if (server_role && msg[0] == SSL3_MT_FINISHED)
+		die_if("recv_client_finished");
 	if (!server_role && msg[0] == SSL3_MT_SERVER_HELLO)
 		die_if("server_hello");
 	if (!server_role && msg[0] == SSL3_MT_FINISHED)
@@ -184,6 +197,10 @@ static int tls_flush(struct peer *p, BIO *wbio)
 		flight_sent = true;
 		die_if(server_role ? "send_server_hello" : "client_hello");
 	}
+	/* With TLS 1.2 the client's Finished goes out before the server's
+	 * arrives. With TLS 1.3 it is in the client's last flight. */
+	if (finished_written && !server_role)
+		die_if("client_finished");
 	return 0;
 }
 
