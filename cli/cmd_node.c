@@ -314,7 +314,7 @@ int cmd_node(int argc, char **argv)
 	fflush(stdout);
 	/* Each connection still up prints its summary from nodedown. */
 	kdist_node_stop(node);
-	printf("kdist: echo: %llu replies sent, %llu not sent (the node was stopping)\n",
+	printf("kdist: echo: %llu replies accepted for sending, %llu not accepted (the node was stopping)\n",
 	       (unsigned long long)echo.accepted,
 	       (unsigned long long)(echo.rejected + echo_backlog_count(&echo)));
 	kdist_node_destroy(node);

@@ -285,13 +285,18 @@ static void link_run_ops(struct kd_link *l)
 	}
 }
 
+/* Closes every link of @t. After a drain, the links still open are those
+ * whose peer did not close before the node's stop timeout. */
 static void thread_stop_links(struct kd_thread *t)
 {
+	const char *reason = t->draining ?
+		"node stopping: the peer did not close within the stop timeout" :
+		"data loop is shutting down";
 	struct kd_link *l, *next;
 
 	for (l = t->links; l; l = next) {
 		next = l->next;
-		link_start_close(l, -ESHUTDOWN, "data loop is shutting down");
+		link_start_close(l, -ESHUTDOWN, reason);
 	}
 }
 

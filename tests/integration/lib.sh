@@ -387,6 +387,11 @@ kd_clock_ms() {
 	echo "$1" | awk -F'[:.]' '{ print (($1 * 60 + $2) * 60 + $3) * 1000 + $4 }'
 }
 
+# kd_now_ms: milliseconds since the epoch.
+kd_now_ms() {
+	date +%s%3N
+}
+
 # kd_rss_kb PID: the VmRSS of PID in kB.
 kd_rss_kb() {
 	sed -n 's/^VmRSS:[^0-9]*\([0-9]*\) kB/\1/p' "/proc/$1/status"

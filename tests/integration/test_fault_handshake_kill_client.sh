@@ -39,10 +39,6 @@ write_conf both server client "'tlsv1.3', 'tlsv1.2'"
 KD_CONF=$KD_CERTS/both.conf
 start_kdist hsclient
 
-now_ms() {
-	date +%s%3N
-}
-
 # start_acceptor STEP NAME: a killpeer that serves NAME@host and dies at
 # STEP; sets KP_PID and KP_ERR.
 start_acceptor() {
@@ -161,10 +157,10 @@ for version in tls13 tls12; do
 		# kdist ping, a client that exits.
 		name=kp_${version}_$step
 		start_acceptor "$step" "$name"
-		t0=$(now_ms)
+		t0=$(kd_now_ms)
 		kdist_client ping "$name@$KD_HOST" -timeout 3000
 		ping_status=$?
-		ping_ms=$(($(now_ms) - t0))
+		ping_ms=$(($(kd_now_ms) - t0))
 		wait_killed "$step"
 		[ $ping_status -eq 1 ] ||
 			fail "$version $step: kdist ping exited $ping_status, expected 1: $(cat "$KD_TMP/log/client.out")"

@@ -119,17 +119,14 @@ wait_for "$watch" '^up' 30 || fail "erl in namespace B never connected: $(tail -
 wait_for "$kd_out" '^kdist: nodeup ne@10.199.0.2' 5 || fail "kdist printed no nodeup line for ne"
 sleep 2
 
-now_ms() {
-	echo $(($(date +%s%N) / 1000000))
-}
-t0=$(now_ms)
+t0=$(kd_now_ms)
 ip -n "$ns_a" link set "$veth_a" down || fail "cannot set $veth_a down"
 until grep -q '^kdist: nodedown ne@10.199.0.2' "$kd_out"; do
-	[ $(($(now_ms) - t0)) -lt 15000 ] ||
+	[ $(($(kd_now_ms) - t0)) -lt 15000 ] ||
 		fail "kdist printed no nodedown line 15 s after the partition: $(tail -n 3 "$kd_err")"
 	sleep 0.1
 done
-took=$(($(now_ms) - t0))
+took=$(($(kd_now_ms) - t0))
 echo "# $(grep -m1 '^kdist: nodedown' "$kd_out") after $took ms"
 [ "$took" -le 6000 ] ||
 	fail "kdist declared ne down after $took ms, expected at most 5000 ms (1.25 x net_ticktime 4 s) plus 1 s"

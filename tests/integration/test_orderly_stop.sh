@@ -8,7 +8,7 @@
 # have arrived. Expected, for each OTP release and size:
 #   - erl receives replies 1..K in order, with no gap, then nodedown;
 #   - K equals the number of replies the kdist_send_pid() calls of the
-#     echo service accepted ("echo: N replies sent" at the stop): every
+#     echo service accepted ("echo: N replies accepted for sending" at the stop): every
 #     reply that kdist accepted arrived;
 #   - kdist logs the orderly close ("node stopping: queue sent, closed in
 #     order"), and neither "... were not sent" nor "close_notify
@@ -44,7 +44,7 @@ for otp in $(kd_otps); do
 		wait $check || fail "OTP $otp ($count x $size, $when): $(erl_why stop_drain "$otp")"
 		got=$(sed -n 's/.*stop_drain received \([0-9]*\),.*/\1/p' "$log")
 		reason=$(sed -n 's/.*stop_drain received [0-9]*, nodedown \(.*\)/\1/p' "$log")
-		sent=$(sed -n 's/^kdist: echo: \([0-9]*\) replies sent.*/\1/p' "$KD_OUT")
+		sent=$(sed -n 's/^kdist: echo: \([0-9]*\) replies accepted for sending.*/\1/p' "$KD_OUT")
 		[ -n "$got" ] && [ -n "$sent" ] ||
 			fail "OTP $otp ($count x $size, $when): cannot read the counts: erl '$(tail -n 1 "$log")', kdist '$(tail -n 1 "$KD_OUT")'"
 		path=$(sed -n 's/.* path=\(kernel\|user-space\|plain\).*/\1/p' "$KD_OUT" | tail -n 1)

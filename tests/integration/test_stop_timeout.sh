@@ -1,0 +1,65 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+#
+# A kdist node stopped (SIGTERM) with -stop_timeout 1000 while its peer
+# has stopped reading: an erl check sends 4,000 echo requests of 64 KiB
+# and is then SIGSTOPped, so the echo replies fill the socket buffers and
+# the send queue. Expected, for each OTP release:
+#   - kdist exits with status 0 within 1000 ms plus a margin of 2000 ms,
+#     instead of waiting for a peer that never reads;
+#   - it logs that the connection did not close within 1000 ms, closes
+#     the link with the reason "the peer did not close within the stop
+#     timeout" and logs the queued bytes it did not send;
+#   - after SIGCONT the erl check receives replies 1..K in order, with no
+#     gap, then nodedown, and K is at most the number of replies kdist
+#     accepted for sending.
+. "$(dirname "$0")/lib.sh"
+kd_init
+need_kdist
+need_real_kdist "the test stops a kdist node"
+start_epmd
+make_certs
+
+for otp in $(kd_otps); do
+	start_kdist "stoptimeout$otp" -stop_timeout 1000
+	log=$KD_TMP/log/erl-stop_drain-$otp
+	rm -f "$log"
+	erl_check "$otp" stop_drain "$KD_NODE" 4000 65536 &
+	check=$!
+	kd_track $check
+	wait_for "$log" "stop_drain sent" 30 ||
+		fail "OTP $otp: the erl check sent nothing: $(tail -n 2 "$log")"
+	beam=$(pgrep -f "beam.*kdist_peer main stop_drain $KD_NODE") ||
+		fail "OTP $otp: cannot find the erl check's beam process"
+	kill -STOP $beam
+	# Give the echo replies time to fill the socket buffers and the queue.
+	sleep 1
+
+	t0=$(kd_now_ms)
+	stop_kdist $KD_PID
+	status=$?
+	took=$(($(kd_now_ms) - t0))
+	kill -CONT $beam
+	wait $check || fail "OTP $otp: $(erl_why stop_drain "$otp")"
+
+	got=$(sed -n 's/.*stop_drain received \([0-9]*\),.*/\1/p' "$log")
+	accepted=$(sed -n 's/^kdist: echo: \([0-9]*\) replies accepted for sending.*/\1/p' "$KD_OUT")
+	[ -n "$got" ] && [ -n "$accepted" ] ||
+		fail "OTP $otp: cannot read the counts: erl '$(tail -n 1 "$log")', kdist '$(tail -n 1 "$KD_OUT")'"
+	echo "# OTP $otp: kdist stopped in $took ms with status $status;" \
+		"it accepted $accepted replies, erl received $got in order;" \
+		"$(grep -m1 'queued bytes were not sent' "$KD_ERR" | cut -c14-)"
+	[ "$status" -eq 0 ] || fail "OTP $otp: kdist exited with status $status"
+	bound=$((1000 + 2000 * KD_SCALE))
+	[ "$took" -lt "$bound" ] ||
+		fail "OTP $otp: kdist took $took ms to stop, expected under $bound ms with -stop_timeout 1000"
+	[ "$got" -le "$accepted" ] ||
+		fail "OTP $otp: erl received $got replies but kdist accepted only $accepted"
+	grep -q "did not close within 1000 ms" "$KD_ERR" ||
+		fail "OTP $otp: no stop-timeout warning in the kdist log: $(grep 'node: stopping' "$KD_ERR" | tail -n 2)"
+	grep -q "closed: node stopping: the peer did not close within the stop timeout" "$KD_ERR" ||
+		fail "OTP $otp: the link did not close with the stop-timeout reason: $(grep 'closed:' "$KD_ERR" | tail -n 1)"
+	grep -q "queued bytes were not sent" "$KD_ERR" ||
+		fail "OTP $otp: kdist did not log the queued bytes it dropped"
+done
+ok
