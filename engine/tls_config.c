@@ -660,8 +660,9 @@ static int set_reuse_sessions(struct role_opts *r, const struct opt_desc *d,
 }
 
 /* key_update_at (bytes, TLS 1.3) and renegotiate_at (records, TLS 1.2)
- * are limits of the sender; the record path reads them back through
- * kd_tls_config_rekey_limits(). OTP caps renegotiate_at at 2^28. */
+ * are where an OTP sender rekeys. kdist parses them so that an operator's
+ * file loads unchanged, but starts a KeyUpdate only at the AES-GCM usage
+ * limit and never renegotiates. OTP caps renegotiate_at at 2^28. */
 static int set_key_update_at(struct role_opts *r, const struct opt_desc *d,
 			     const struct kd_term *v,
 			     const struct opt_src *src)
@@ -816,8 +817,11 @@ static int apply_opt(struct role_opts *r, const char *name,
 				 "cacertfile, password, verify, "
 				 "fail_if_no_peer_cert, depth, versions, "
 				 "ciphers, server_name_indication, verify_fun, "
-				 "secure_renegotiate, reuse_sessions; see the "
-				 "README)",
+				 "secure_renegotiate, reuse_sessions, "
+				 "customize_hostname_check, crl_check false; "
+				 "accepted without effect: key_update_at, "
+				 "renegotiate_at, hibernate_after, log_level, "
+				 "log_alert; see the README)",
 				 r->name, name);
 	if (d->roles == ROLE_SERVER && !r->server)
 		return opt_error(src, EINVAL, "option '%s' is a server option; "

@@ -301,7 +301,9 @@ static void test_rejected_options(void **state)
 		  "kdist (supported: certfile, keyfile, cacertfile, password, verify, "
 		  "fail_if_no_peer_cert, depth, versions, ciphers, "
 		  "server_name_indication, verify_fun, secure_renegotiate, "
-		  "reuse_sessions; see the README)" },
+		  "reuse_sessions, customize_hostname_check, crl_check false; "
+		  "accepted without effect: key_update_at, renegotiate_at, "
+		  "hibernate_after, log_level, log_alert; see the README)" },
 		{ "[{server, [{packet, 4}]}].", -EINVAL,
 		  "ssl_dist_optfile: server option 'packet' must be removed: "
 		  "inet_tls_dist sets packet, active, binary/list, nodelay "
@@ -780,7 +782,9 @@ static void test_ssl_dist_opt_errors(void **state)
 		  "kdist (supported: certfile, keyfile, cacertfile, password, verify, "
 		  "fail_if_no_peer_cert, depth, versions, ciphers, "
 		  "server_name_indication, verify_fun, secure_renegotiate, "
-		  "reuse_sessions; see the README)" },
+		  "reuse_sessions, customize_hostname_check, crl_check false; "
+		  "accepted without effect: key_update_at, renegotiate_at, "
+		  "hibernate_after, log_level, log_alert; see the README)" },
 		{ "server_crl_check", "peer", -EOPNOTSUPP,
 		  "ssl_dist_opt: server option crl_check peer is not "
 		  "supported by kdist: remove it or set it to false" },
