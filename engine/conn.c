@@ -32,6 +32,7 @@
 #include "error.h"
 #include "log.h"
 #include "node_int.h"
+#include "thread.h"
 
 #define HS_MAX_MESSAGE 2048
 #define EPMD_TIMEOUT_MS 5000
@@ -1125,7 +1126,7 @@ static void control_connect(struct kdist_node *node, const char *peer)
 	atomic_fetch_add(&node->resolvers, 1);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &attr, resolver_main, r) != 0) {
+	if (kd_thread_create(&t, &attr, resolver_main, r) != 0) {
 		atomic_fetch_sub(&node->resolvers, 1);
 		free(r);
 		pthread_mutex_lock(&node->lock);
@@ -1476,7 +1477,7 @@ int kd_control_start(struct kdist_node *node)
 	atomic_store(&node->stopping, false);
 	atomic_store(&node->draining, false);
 	node->running = true;
-	if (pthread_create(&node->control, NULL, control_main, node) != 0) {
+	if (kd_thread_create(&node->control, NULL, control_main, node) != 0) {
 		err = kd_fail(EAGAIN, "control: cannot start thread");
 		node->running = false;
 		goto close_wake;

@@ -30,6 +30,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "thread.h"
 
 /* epmd's limit on a node name and on the Extra field: 255 UTF-8 characters. */
 #define EPMD_MAX_SYM (255 * 4)
@@ -1049,7 +1050,7 @@ int kd_epmd_server_start_config(const struct kd_epmd_server_config *cfg,
 	if (ret < 0)
 		goto free_srv;
 
-	ret = -pthread_create(&srv->thread, NULL, epmd_server_run, srv);
+	ret = -kd_thread_create(&srv->thread, NULL, epmd_server_run, srv);
 	if (ret < 0) {
 		kd_fail(-ret, "epmd: pthread_create failed: %s",
 			strerror(-ret));

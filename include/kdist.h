@@ -16,6 +16,9 @@
  *   connection. Nodeup and nodedown callbacks run on the control thread.
  *   Callbacks must not block: a slow callback stalls every connection of its
  *   thread.
+ * - The threads kdist starts block every asynchronous signal, so signals
+ *   reach the application's threads, and kdist never raises SIGPIPE: the
+ *   program need not ignore it.
  *
  * Payloads are external term format: a version byte (131) followed by one
  * encoded term, as ei_x_encode_version() and ei_x_encode_*() produce them.

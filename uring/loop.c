@@ -19,6 +19,7 @@
 #include "error.h"
 #include "ktls.h"
 #include "log.h"
+#include "thread.h"
 
 #if defined(__has_include)
 #if __has_include(<valgrind/valgrind.h>)
@@ -605,7 +606,7 @@ static int thread_start(struct kd_loop *loop, unsigned i)
 		return kd_fail(errno, "loop: eventfd failed: %s",
 			       strerror(errno));
 
-	ret = pthread_create(&t->tid, NULL, thread_main, t);
+	ret = kd_thread_create(&t->tid, NULL, thread_main, t);
 	if (ret != 0) {
 		close(t->wake_fd);
 		return kd_fail(ret, "loop: pthread_create failed: %s",
