@@ -1543,8 +1543,14 @@ void kd_control_stop(struct kdist_node *node)
 		hsconn_free(c);
 	}
 	if (node->loop) {
-		kd_loop_destroy(node->loop);
+		struct kd_loop *loop = node->loop;
+
+		/* kdist_node_stats() reads the links under node->lock while
+		 * node->loop is set, and the loop frees their threads. */
+		pthread_mutex_lock(&node->lock);
 		node->loop = NULL;
+		pthread_mutex_unlock(&node->lock);
+		kd_loop_destroy(loop);
 	}
 	while (atomic_load(&node->resolvers) > 0)
 		usleep(10000);

@@ -878,7 +878,8 @@ int kdist_node_stats(struct kdist_node *node,
 	size_t n = 0, cap = 0;
 
 	pthread_mutex_lock(&node->lock);
-	for (int b = 0; b < KD_PEER_BUCKETS; b++) {
+	/* Without its loop a stopping node has no links left to read. */
+	for (int b = 0; node->loop && b < KD_PEER_BUCKETS; b++) {
 		for (struct kd_peer *p = node->peers[b]; p; p = p->next) {
 			struct kd_session *s = p->session;
 			struct kdist_conn_stats *st;

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,7 @@ struct env {
 	int downs;
 	char down_reason[256];
 	pthread_mutex_t down_lock;
+	atomic_bool release; /* ends hold_thread(), also when a test fails */
 };
 
 static void inbox_init(struct inbox *in)
@@ -224,6 +226,7 @@ static int teardown(void **state)
 	struct env *e = *state;
 	char cmd[300];
 
+	atomic_store(&e->release, true);
 	kdist_node_destroy(e->a);
 	kdist_node_destroy(e->b);
 	kd_epmd_server_stop(e->epmd);
@@ -446,6 +449,95 @@ static void node_disconnect_then_reconnect(void **state)
 	ei_x_free(&x);
 }
 
+struct stats_reader {
+	struct kdist_node *node;
+	atomic_bool done;
+	atomic_ulong calls;
+};
+
+static void count_conn(void *user, const struct kdist_conn_stats *st)
+{
+	(void)user;
+	(void)st;
+}
+
+/* A receive callback that holds its data thread until @release is set. */
+static void hold_thread(void *user, struct kdist_mailbox *mbox,
+			const struct kdist_pid *from, const void *msg,
+			size_t len)
+{
+	atomic_bool *release = user;
+
+	(void)mbox;
+	(void)from;
+	(void)msg;
+	(void)len;
+	while (!atomic_load(release))
+		usleep(1000);
+}
+
+static void *read_stats(void *arg)
+{
+	struct stats_reader *r = arg;
+
+	while (!atomic_load(&r->done)) {
+		kdist_node_stats(r->node, count_conn, NULL);
+		atomic_fetch_add(&r->calls, 1);
+	}
+	return NULL;
+}
+
+/*
+ * kdist_node_stats() from another thread while kdist_node_stop() runs with
+ * a stop timeout of 1 ms. The peer's data thread is held in a receive
+ * callback, so it does not close its side, and the data loop goes away
+ * while the peer is still up. The reads must not touch the freed loop
+ * (AddressSanitizer reports it in `make test-asan`).
+ */
+static void node_stats_during_stop(void **state)
+{
+	struct env *e = *state;
+	struct stats_reader reader = { 0 };
+	struct kdist_mailbox *holder, *sender;
+	struct kdist_node *c = NULL;
+	struct kdist_config cfg;
+	pthread_t tid;
+	ei_x_buff x;
+
+	kdist_config_init(&cfg);
+	cfg.node_name = "node_c@localhost";
+	cfg.cookie = "cookie-one";
+	cfg.epmd_port = e->epmd_port;
+	cfg.hidden = true;
+	cfg.log_level = KDIST_LOG_ERROR;
+	cfg.proto = KDIST_PROTO_INET_TCP;
+	cfg.stop_timeout_ms = 1;
+	assert_int_equal(kdist_node_create(&cfg, &c), 0);
+	assert_int_equal(kdist_node_start(c), 0);
+	assert_int_equal(kdist_mailbox_open(e->b, "holder", hold_thread,
+					    &e->release, &holder),
+			 0);
+	assert_int_equal(kdist_mailbox_open(c, NULL, NULL, NULL, &sender), 0);
+	ei_x_new(&x);
+	encode_seq(&x, 1);
+	assert_int_equal(kdist_send_name(sender, "node_b@localhost", "holder",
+					 x.buff, (size_t)x.index),
+			 0);
+	ei_x_free(&x);
+	usleep(100000);
+
+	reader.node = c;
+	assert_int_equal(pthread_create(&tid, NULL, read_stats, &reader), 0);
+	while (atomic_load(&reader.calls) == 0)
+		usleep(1000);
+	kdist_node_stop(c);
+	atomic_store(&reader.done, true);
+	pthread_join(tid, NULL);
+	atomic_store(&e->release, true);
+	assert_int_equal(kdist_node_stats(c, count_conn, NULL), 0);
+	kdist_node_destroy(c);
+}
+
 /*
  * kdist_node_stop() right after a burst that filled the send queue: every
  * message the API accepted arrives, in order, before the link closes, and
@@ -592,6 +684,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(node_ticks_keep_link,
 						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_payload_must_be_etf,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_stats_during_stop,
 						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_stop_sends_queue,
 						setup_tcp, teardown),
