@@ -2,17 +2,41 @@
 #include "opts.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static int usage_error(const char *cmd, const char *fmt, const char *arg)
+/* Options that take a value, so that an unknown option is reported as
+ * unknown even when it is the last argument. -kernel takes two. */
+static const char *const value_options[] = {
+	"-sname", "-name", "-setcookie", "-proto_dist", "-ssl_dist_optfile",
+	"-kernel", "-ktls", "-epmd_port", "-epmd_host", "-allow",
+	"-max_packet", "-max_message", "-send_queue", "-data_threads",
+	"-handshake_timeout", "-stop_timeout", "-timeout", "-count",
+};
+
+__attribute__((format(printf, 2, 3)))
+static int usage_error(const char *cmd, const char *fmt, ...)
 {
+	va_list ap;
+
 	fprintf(stderr, "kdist %s: ", cmd);
-	fprintf(stderr, fmt, arg);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
 	fprintf(stderr, "\nkdist %s -help lists the options\n", cmd);
 	return 2;
+}
+
+static bool takes_value(const char *option)
+{
+	for (size_t i = 0; i < sizeof(value_options) / sizeof(value_options[0]);
+	     i++)
+		if (strcmp(option, value_options[i]) == 0)
+			return true;
+	return false;
 }
 
 static int parse_uint(const char *s, unsigned long max, unsigned long *out)
@@ -85,8 +109,8 @@ static int parse_ssl_dist_opt(const char *cmd, int argc, char **argv, int *i,
 
 	while (*i + 2 < argc && argv[*i + 1][0] != '-') {
 		if (o->n_ssl_opts + 2 > CLI_MAX_SSL_OPTS * 2)
-			return usage_error(cmd, "too many -ssl_dist_opt pairs%s",
-					   "");
+			return usage_error(cmd, "too many -ssl_dist_opt "
+					   "pairs: at most %d", CLI_MAX_SSL_OPTS);
 		o->ssl_opts[o->n_ssl_opts++] = argv[*i + 1];
 		o->ssl_opts[o->n_ssl_opts++] = argv[*i + 2];
 		*i += 2;
@@ -94,8 +118,7 @@ static int parse_ssl_dist_opt(const char *cmd, int argc, char **argv, int *i,
 	if (*i == start)
 		return usage_error(cmd,
 				   "-ssl_dist_opt needs pairs such as "
-				   "server_certfile FILE%s",
-				   "");
+				   "server_certfile FILE");
 	return 0;
 }
 
@@ -137,6 +160,8 @@ int cli_parse(int argc, char **argv, struct cli_opts *o)
 			o->args[o->n_args++] = a;
 			continue;
 		}
+		if (!takes_value(a))
+			return usage_error(cmd, "unknown option '%s'", a);
 		if (!val)
 			return usage_error(cmd, "%s needs a value", a);
 		i++;
@@ -212,26 +237,26 @@ int cli_parse(int argc, char **argv, struct cli_opts *o)
 		} else if (strcmp(a, "-handshake_timeout") == 0) {
 			if (parse_uint(val, 600000, &v) || v == 0)
 				return usage_error(cmd, "-handshake_timeout "
-						   "needs milliseconds, got "
-						   "'%s'", val);
+						   "needs milliseconds from 1 "
+						   "to 600000, got '%s'", val);
 			o->cfg.handshake_timeout_ms = (unsigned)v;
 		} else if (strcmp(a, "-stop_timeout") == 0) {
 			if (parse_uint(val, 600000, &v) || v == 0)
 				return usage_error(cmd, "-stop_timeout needs "
-						   "milliseconds, at least 1, "
-						   "got '%s'", val);
+						   "milliseconds from 1 to "
+						   "600000, got '%s'", val);
 			o->cfg.stop_timeout_ms = (unsigned)v;
 		} else if (strcmp(a, "-count") == 0) {
 			if (parse_uint(val, 10000000, &v) || v == 0)
 				return usage_error(cmd, "-count needs a "
-						   "positive number, got '%s'",
-						   val);
+						   "number from 1 to 10000000, "
+						   "got '%s'", val);
 			o->count = (unsigned)v;
 		} else if (strcmp(a, "-timeout") == 0) {
 			if (parse_uint(val, 3600000, &v) || v == 0)
 				return usage_error(cmd, "-timeout needs "
-						   "milliseconds, got '%s'",
-						   val);
+						   "milliseconds from 1 to "
+						   "3600000, got '%s'", val);
 			o->timeout_ms = (unsigned)v;
 		} else {
 			return usage_error(cmd, "unknown option '%s'", a);
