@@ -88,10 +88,14 @@ static int parse_kernel(const char *cmd, const char *key, const char *val,
 	}
 	if (strcmp(key, "inet_dist_listen_min") == 0 ||
 	    strcmp(key, "inet_dist_listen_max") == 0) {
-		if (parse_uint(val, 65535, &v))
-			return usage_error(cmd, "invalid port '%s'", val);
+		if (parse_uint(val, 65535, &v) || v == 0)
+			return usage_error(cmd, "-kernel %s '%s' is invalid; "
+					   "give a port from 1 to 65535", key,
+					   val);
 		if (strcmp(key, "inet_dist_listen_min") == 0)
 			o->cfg.listen_port = (uint16_t)v;
+		else
+			o->cfg.listen_port_max = (uint16_t)v;
 		return 0;
 	}
 	return usage_error(cmd,
@@ -99,6 +103,25 @@ static int parse_kernel(const char *cmd, const char *key, const char *val,
 			   "net_ticktime, inet_dist_listen_min, "
 			   "inet_dist_listen_max)",
 			   key);
+}
+
+/* erl ignores inet_dist_listen_max without inet_dist_listen_min, and
+ * fails to listen when min is above max; both are usage errors here. */
+static int check_listen_range(const char *cmd, const struct kdist_config *cfg)
+{
+	if (!cfg->listen_port_max)
+		return 0;
+	if (!cfg->listen_port)
+		return usage_error(cmd, "-kernel inet_dist_listen_max %u needs "
+				   "-kernel inet_dist_listen_min PORT too, the "
+				   "first port of the range",
+				   cfg->listen_port_max);
+	if (cfg->listen_port > cfg->listen_port_max)
+		return usage_error(cmd, "-kernel inet_dist_listen_max %u is "
+				   "below -kernel inet_dist_listen_min %u; give "
+				   "a range with min <= max",
+				   cfg->listen_port_max, cfg->listen_port);
+	return 0;
 }
 
 /* -ssl_dist_opt takes key value pairs up to the next flag. */
@@ -201,8 +224,9 @@ int cli_parse(int argc, char **argv, struct cli_opts *o)
 						   "or off, got '%s'", val);
 		} else if (strcmp(a, "-epmd_port") == 0) {
 			if (parse_uint(val, 65535, &v) || v == 0)
-				return usage_error(cmd, "invalid -epmd_port "
-						   "'%s'", val);
+				return usage_error(cmd, "-epmd_port '%s' is "
+						   "invalid; give a port from 1 "
+						   "to 65535", val);
 			o->cfg.epmd_port = (uint16_t)v;
 		} else if (strcmp(a, "-allow") == 0) {
 			if (o->n_allow == CLI_MAX_SSL_OPTS)
@@ -262,6 +286,8 @@ int cli_parse(int argc, char **argv, struct cli_opts *o)
 			return usage_error(cmd, "unknown option '%s'", a);
 		}
 	}
+	if (check_listen_range(cmd, &o->cfg))
+		return 2;
 	o->cfg.allow = o->allow;
 	o->cfg.n_allow = o->n_allow;
 	o->cfg.ssl_dist_opts = o->ssl_opts;
@@ -286,8 +312,12 @@ void cli_print_common_help(void)
 	      "  -kernel net_ticktime N   seconds of silence before a peer "
 	      "is down (default 60)\n"
 	      "  -kernel inet_dist_listen_min PORT\n"
-	      "                           listen port (default: any free "
-	      "port)\n"
+	      "                           first listen port (default: any "
+	      "free port)\n"
+	      "  -kernel inet_dist_listen_max PORT\n"
+	      "                           last listen port: the node takes "
+	      "the first free port\n"
+	      "                           from min to max (default: min)\n"
 	      "  -hidden                  do not appear in peers' nodes()\n"
 	      "  -allow NODE              accept connections only from NODE "
 	      "(repeatable),\n"

@@ -103,42 +103,79 @@ static int set_nonblock_nodelay(int fd)
 
 /* ---- listening and EPMD ---- */
 
-static int control_listen(struct kdist_node *node)
+/* Binds a listening socket to @port (0: any free port); returns the
+ * socket or -errno. */
+static int listen_on_port(int family, uint16_t port)
 {
 	struct sockaddr_storage ss = { 0 };
 	socklen_t sl;
-	int family = node->ipv6 ? AF_INET6 : AF_INET;
 	int one = 1;
-	int fd;
+	int fd, e;
 
 	fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
-		return kd_fail(errno, "listen: socket failed: %s",
-			       strerror(errno));
+		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (family == AF_INET6) {
 		struct sockaddr_in6 *a = (void *)&ss;
 
 		a->sin6_family = AF_INET6;
 		a->sin6_addr = in6addr_any;
-		a->sin6_port = htons(node->cfg.listen_port);
+		a->sin6_port = htons(port);
 		sl = sizeof(*a);
 	} else {
 		struct sockaddr_in *a = (void *)&ss;
 
 		a->sin_family = AF_INET;
 		a->sin_addr.s_addr = htonl(INADDR_ANY);
-		a->sin_port = htons(node->cfg.listen_port);
+		a->sin_port = htons(port);
 		sl = sizeof(*a);
 	}
 	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 128) < 0) {
-		int e = errno;
-
+		e = errno;
 		close(fd);
-		return kd_fail(e, "listen: port %u: %s%s", node->cfg.listen_port,
-			       strerror(e),
-			       e == EADDRINUSE ? " (pick another port)" : "");
+		return -e;
 	}
+	return fd;
+}
+
+/*
+ * Listens on the first free port from listen_port to listen_port_max, as
+ * inet_tcp_dist and inet_tls_dist try each port of the
+ * inet_dist_listen_min..max range in turn and skip the ports in use.
+ */
+static int control_listen(struct kdist_node *node)
+{
+	struct sockaddr_storage ss = { 0 };
+	socklen_t sl;
+	int family = node->ipv6 ? AF_INET6 : AF_INET;
+	unsigned first = node->cfg.listen_port;
+	unsigned last = node->cfg.listen_port_max;
+	unsigned port;
+	int fd;
+
+	if (first == 0 || last == 0)
+		last = first;
+	if (first > last)
+		return kd_fail(EINVAL, "listen: inet_dist_listen_max %u is "
+			       "below inet_dist_listen_min %u; give a range "
+			       "with min <= max", last, first);
+	for (port = first;; port++) {
+		fd = listen_on_port(family, (uint16_t)port);
+		if (fd != -EADDRINUSE || port == last)
+			break;
+		kd_debug("listen: port %u is in use, trying the next", port);
+	}
+	if (fd == -EADDRINUSE && first != last)
+		return kd_fail(EADDRINUSE, "listen: every port from %u to %u "
+			       "is in use (-kernel inet_dist_listen_min %u, "
+			       "inet_dist_listen_max %u); stop what uses them "
+			       "or give a wider range", first, last, first,
+			       last);
+	if (fd < 0)
+		return kd_fail(-fd, "listen: port %u: %s%s", port,
+			       strerror(-fd),
+			       fd == -EADDRINUSE ? " (pick another port)" : "");
 	sl = sizeof(ss);
 	getsockname(fd, (struct sockaddr *)&ss, &sl);
 	node->port = family == AF_INET6

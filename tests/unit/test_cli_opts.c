@@ -107,14 +107,77 @@ static void test_timeout_range(void **state)
 	assert_error_has("'0'");
 }
 
+static void test_listen_port_invalid(void **state)
+{
+	assert_int_equal(parse("node", "-kernel", "inet_dist_listen_min", "abc",
+			       NULL),
+			 2);
+	assert_error_has("-kernel inet_dist_listen_min 'abc' is invalid");
+	assert_error_has("give a port from 1 to 65535");
+	assert_int_equal(parse("node", "-kernel", "inet_dist_listen_max",
+			       "70000", NULL),
+			 2);
+	assert_error_has("-kernel inet_dist_listen_max '70000' is invalid");
+	assert_error_has("give a port from 1 to 65535");
+}
+
+static void test_epmd_port_invalid(void **state)
+{
+	assert_int_equal(parse("node", "-epmd_port", "99999", NULL), 2);
+	assert_error_has("-epmd_port '99999' is invalid");
+	assert_error_has("give a port from 1 to 65535");
+	assert_int_equal(parse("node", "-epmd_port", "0", NULL), 2);
+	assert_error_has("-epmd_port '0' is invalid");
+}
+
+static void test_listen_range_kept(void **state)
+{
+	assert_int_equal(parse("node", "-kernel", "inet_dist_listen_max",
+			       "9105", "-kernel", "inet_dist_listen_min",
+			       "9100", NULL),
+			 0);
+	assert_int_equal(opts.cfg.listen_port, 9100);
+	assert_int_equal(opts.cfg.listen_port_max, 9105);
+
+	assert_int_equal(parse("node", "-kernel", "inet_dist_listen_min",
+			       "9100", NULL),
+			 0);
+	assert_int_equal(opts.cfg.listen_port, 9100);
+	assert_int_equal(opts.cfg.listen_port_max, 0);
+}
+
+static void test_listen_range_reversed(void **state)
+{
+	assert_int_equal(parse("node", "-kernel", "inet_dist_listen_min",
+			       "9200", "-kernel", "inet_dist_listen_max",
+			       "9100", NULL),
+			 2);
+	assert_error_has("inet_dist_listen_max 9100");
+	assert_error_has("inet_dist_listen_min 9200");
+}
+
+static void test_listen_max_without_min(void **state)
+{
+	assert_int_equal(parse("node", "-kernel", "inet_dist_listen_max",
+			       "9100", NULL),
+			 2);
+	assert_error_has("-kernel inet_dist_listen_max 9100");
+	assert_error_has("-kernel inet_dist_listen_min");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_unknown_option_last),
-	    cmocka_unit_test(test_unknown_option_with_value),
-	    cmocka_unit_test(test_known_option_missing_value),
-	    cmocka_unit_test(test_handshake_timeout_range),
-	    cmocka_unit_test(test_timeout_range),
+		cmocka_unit_test(test_unknown_option_last),
+		cmocka_unit_test(test_unknown_option_with_value),
+		cmocka_unit_test(test_known_option_missing_value),
+		cmocka_unit_test(test_handshake_timeout_range),
+		cmocka_unit_test(test_timeout_range),
+		cmocka_unit_test(test_listen_port_invalid),
+		cmocka_unit_test(test_epmd_port_invalid),
+		cmocka_unit_test(test_listen_range_kept),
+		cmocka_unit_test(test_listen_range_reversed),
+		cmocka_unit_test(test_listen_max_without_min),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
