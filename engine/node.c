@@ -212,9 +212,21 @@ static void node_log_sink(void *user, enum kd_log_level level,
 
 static int node_setup_tls(struct kdist_node *node)
 {
+	const char *tls = node->ipv6 ? "inet6_tls" : "inet_tls";
+	const char *tcp = node->ipv6 ? "inet6_tcp" : "inet_tcp";
 	char err[512];
 	int ret;
 
+	/* Without options the contexts have no certificate and no CA, and
+	 * the first error would name cacertfile instead of the cause. */
+	if (!node->cfg.ssl_dist_optfile && node->cfg.n_ssl_dist_opts == 0)
+		return kd_fail(EINVAL,
+			       "node: %s needs TLS options: give "
+			       "-ssl_dist_optfile FILE (or -ssl_dist_opt "
+			       "server_certfile FILE ...), or use -proto_dist "
+			       "%s for plain TCP (erl's default protocol is "
+			       "inet_tcp, kdist's is inet_tls)",
+			       tls, tcp);
 	node->tls_cfg = kd_tls_config_new();
 	if (!node->tls_cfg)
 		return -ENOMEM;

@@ -99,12 +99,39 @@ static void test_name_good(void **state)
 	}
 }
 
+static void test_tls_without_options(void **state)
+{
+	static const struct {
+		enum kdist_proto proto;
+		const char *tls, *tcp;
+	} cases[] = {
+		{ KDIST_PROTO_INET_TLS, "inet_tls", "-proto_dist inet_tcp" },
+		{ KDIST_PROTO_INET6_TLS, "inet6_tls", "-proto_dist inet6_tcp" },
+	};
+	struct kdist_config cfg;
+	struct kdist_node *node;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		tcp_config(&cfg, "x1");
+		cfg.proto = cases[i].proto;
+		node = NULL;
+		assert_int_equal(kdist_node_create(&cfg, &node), -EINVAL);
+		assert_null(node);
+		assert_error_has(cases[i].tls);
+		assert_error_has("-ssl_dist_optfile FILE");
+		assert_error_has("-ssl_dist_opt");
+		assert_error_has(cases[i].tcp);
+		assert_null(strstr(kdist_strerror(), "cacertfile"));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_name_bad_alive),
 		cmocka_unit_test(test_name_bad_host),
 		cmocka_unit_test(test_name_good),
+		cmocka_unit_test(test_tls_without_options),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
