@@ -259,6 +259,14 @@ static int node_setup_tls(struct kdist_node *node)
 	kd_info("node: kernel TLS: %s%s", node->ktls_caps.detail,
 		node->cfg.ktls == KDIST_KTLS_OFF ? " (disabled by ktls=off)"
 						 : "");
+	/* Every connection would fail its handshake, so fail here. */
+	if (node->cfg.ktls == KDIST_KTLS_ON && !node->ktls_caps.ulp)
+		return kd_fail(EOPNOTSUPP,
+			       "node: -ktls on needs kernel TLS, which this "
+			       "kernel cannot provide: %s; use -ktls auto to "
+			       "fall back to user-space TLS, or load the "
+			       "kernel's tls module (modprobe tls)",
+			       node->ktls_caps.detail);
 	return 0;
 }
 
