@@ -958,12 +958,17 @@ static void hsconn_step_dist(struct kd_hsconn *c)
 					      HS_MAX_MESSAGE, &plen);
 
 			if (r < 0) {
-				hsconn_fail(c, -EMSGSIZE,
-					    "handshake message length %u "
-					    "exceeds %u bytes; is the peer "
-					    "speaking the distribution "
-					    "protocol with %u-byte lengths?",
-					    plen, HS_MAX_MESSAGE, hdr);
+				struct kdist_node *node = c->node;
+				char text[KD_REASON_MAX];
+
+				kd_hs_oversize_text(
+					in->buf, in->len, hdr, plen,
+					HS_MAX_MESSAGE,
+					node->tls ? NULL
+					: node->ipv6 ? "inet6_tls"
+						     : "inet_tls",
+					text, sizeof(text));
+				hsconn_fail(c, -EMSGSIZE, "%s", text);
 				return;
 			}
 			if (r == 0)
