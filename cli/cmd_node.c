@@ -496,7 +496,7 @@ int cmd_ping(int argc, char **argv)
 {
 	struct kdist_node *node;
 	struct cli_opts o;
-	char name[64], why[512];
+	char name[64], why[800];
 	int err;
 
 	if (cli_parse(argc, argv, &o))
@@ -542,7 +542,7 @@ int cmd_send(int argc, char **argv)
 	struct kdist_node *node;
 	struct kd_term *term;
 	struct cli_opts o;
-	char name[64], err_text[512];
+	char name[64], err_text[800];
 	ei_x_buff x;
 	int err;
 

@@ -346,10 +346,10 @@ static void tls_error_text(SSL *ssl, int ret, char *buf, size_t cap)
 	if (e)
 		ERR_error_string_n(e, ebuf, sizeof(ebuf));
 	ERR_clear_error();
-	if (vr != X509_V_OK)
-		snprintf(buf, cap, "certificate verification failed: %s (%s)",
-			 X509_verify_cert_error_string(vr), ebuf);
-	else if (e)
+	if (vr != X509_V_OK) {
+		kd_tls_verify_error_text(ssl, vr, buf, cap);
+		snprintf(buf + strlen(buf), cap - strlen(buf), " (%s)", ebuf);
+	} else if (e)
 		snprintf(buf, cap, "%s", ebuf);
 	else if (SSL_get_error(ssl, ret) == SSL_ERROR_SYSCALL)
 		snprintf(buf, cap, "socket error: %s",
@@ -488,7 +488,7 @@ static int hsconn_choose_path(struct kd_hsconn *c)
 
 static void hsconn_step_tls(struct kd_hsconn *c)
 {
-	char reason[300];
+	char reason[480];
 	int ret = SSL_do_handshake(c->ssl);
 
 	if (ret == 1) {

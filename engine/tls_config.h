@@ -45,6 +45,17 @@ int kd_tls_client_prepare(SSL *ssl, const char *host, char *err,
 			  size_t errlen);
 
 /*
+ * Writes why certificate verification failed on @ssl into @buf, for a
+ * @verify_result from SSL_get_verify_result(): "certificate verification
+ * failed: " and OpenSSL's reason, then the values behind it as the verify
+ * callback recorded them (the expected host or IP address and the names
+ * that the certificate has, or its subject and validity dates) and the
+ * fix.
+ */
+void kd_tls_verify_error_text(SSL *ssl, long verify_result, char *buf,
+			      size_t cap);
+
+/*
  * The sender's rekey limits of one role: key_update_at (TLS 1.3, bytes of
  * plaintext) and renegotiate_at (TLS 1.2, records), OTP's defaults unless
  * the options set them.
