@@ -271,12 +271,19 @@ int cli_parse(int argc, char **argv, struct cli_opts *o)
 						   "600000, got '%s'", val);
 			o->cfg.stop_timeout_ms = (unsigned)v;
 		} else if (strcmp(a, "-count") == 0) {
+			if (strcmp(cmd, "ping") != 0)
+				return usage_error(cmd, "-count applies only "
+						   "to kdist ping");
 			if (parse_uint(val, 10000000, &v) || v == 0)
 				return usage_error(cmd, "-count needs a "
 						   "number from 1 to 10000000, "
 						   "got '%s'", val);
 			o->count = (unsigned)v;
 		} else if (strcmp(a, "-timeout") == 0) {
+			if (strcmp(cmd, "ping") != 0 && strcmp(cmd, "send") != 0)
+				return usage_error(cmd, "-timeout applies only "
+						   "to kdist ping and kdist "
+						   "send");
 			if (parse_uint(val, 3600000, &v) || v == 0)
 				return usage_error(cmd, "-timeout needs "
 						   "milliseconds from 1 to "
@@ -347,10 +354,6 @@ void cli_print_common_help(void)
 	      "take to send\n"
 	      "                           what is queued and close in order "
 	      "(default 5000)\n"
-	      "  -timeout MS              how long ping and send wait "
-	      "(default 7000)\n"
-	      "  -count N                 ping: round trips to time "
-	      "(default 1)\n"
 	      "  -v                       debug logging\n",
 	      stdout);
 }

@@ -165,6 +165,26 @@ static void test_listen_max_without_min(void **state)
 	assert_error_has("-kernel inet_dist_listen_min");
 }
 
+static void test_count_only_for_ping(void **state)
+{
+	assert_int_equal(parse("ping", "-count", "5", NULL), 0);
+	assert_int_equal(opts.count, 5);
+	assert_int_equal(parse("node", "-count", "5", NULL), 2);
+	assert_error_has("-count applies only to kdist ping");
+	assert_int_equal(parse("send", "-count", "5", NULL), 2);
+	assert_error_has("-count applies only to kdist ping");
+}
+
+static void test_timeout_only_for_ping_send(void **state)
+{
+	assert_int_equal(parse("ping", "-timeout", "300", NULL), 0);
+	assert_int_equal(opts.timeout_ms, 300);
+	assert_int_equal(parse("send", "-timeout", "300", NULL), 0);
+	assert_int_equal(opts.timeout_ms, 300);
+	assert_int_equal(parse("node", "-timeout", "300", NULL), 2);
+	assert_error_has("-timeout applies only to kdist ping and kdist send");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -178,6 +198,8 @@ int main(void)
 		cmocka_unit_test(test_listen_range_kept),
 		cmocka_unit_test(test_listen_range_reversed),
 		cmocka_unit_test(test_listen_max_without_min),
+		cmocka_unit_test(test_count_only_for_ping),
+		cmocka_unit_test(test_timeout_only_for_ping_send),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
