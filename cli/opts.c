@@ -105,8 +105,8 @@ static int parse_kernel(const char *cmd, const char *key, const char *val,
 			   key);
 }
 
-/* erl ignores inet_dist_listen_max without inet_dist_listen_min, and
- * fails to listen when min is above max; both are usage errors here. */
+/* erl ignores inet_dist_listen_max without inet_dist_listen_min and fails
+ * to listen when min is above max. Both are usage errors here. */
 static int check_listen_range(const char *cmd, const struct kdist_config *cfg)
 {
 	if (!cfg->listen_port_max)

@@ -103,8 +103,8 @@ static int set_nonblock_nodelay(int fd)
 
 /* ---- listening and EPMD ---- */
 
-/* Binds a listening socket to @port (0: any free port); returns the
- * socket or -errno. */
+/* Binds a listening socket to @port, or to any free port when @port is 0.
+ * Returns the socket or -errno. */
 static int listen_on_port(int family, uint16_t port)
 {
 	struct sockaddr_storage ss = { 0 };

@@ -201,7 +201,7 @@ enum kd_hs_status kd_hs_simultaneous_status(const char *this_node,
 
 /*
  * Writes the error for a handshake message whose @hdr-byte length prefix
- * @plen exceeds @max bytes into @buf. @head holds the first @len bytes
+ * @plen exceeds @max bytes into @buf. @head contains the first @len bytes
  * of that message, prefix included. @tls_proto is "inet_tls" or
  * "inet6_tls" on a plain-TCP node and NULL on a TLS node. On a plain-TCP
  * node the bytes 0x16 0x03 begin a TLS record (handshake content type,

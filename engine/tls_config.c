@@ -1181,23 +1181,23 @@ static void alt_names_text(X509 *cert, char *out, size_t cap)
 	out[0] = '\0';
 	for (int i = 0; i < count; i++) {
 		const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
-		char entry[INET6_ADDRSTRLEN + 8];
-		const ASN1_OCTET_STRING *ip;
+		const ASN1_STRING *value;
+		char entry[72];
 		char addr[INET6_ADDRSTRLEN];
-		int n;
+		int family, len, n;
 
 		if (gn->type == GEN_DNS) {
-			snprintf(entry, sizeof(entry), "DNS:%.*s",
-				 ASN1_STRING_length(gn->d.dNSName) > 60
-					 ? 60
-					 : ASN1_STRING_length(gn->d.dNSName),
-				 (const char *)ASN1_STRING_get0_data(
-					 gn->d.dNSName));
+			value = gn->d.dNSName;
+			len = ASN1_STRING_length(value);
+			if (len > 60)
+				len = 60;
+			snprintf(entry, sizeof(entry), "DNS:%.*s", len,
+				 (const char *)ASN1_STRING_get0_data(value));
 		} else if (gn->type == GEN_IPADD) {
-			ip = gn->d.iPAddress;
-			if (!inet_ntop(ASN1_STRING_length(ip) == 16 ? AF_INET6
-								   : AF_INET,
-				       ASN1_STRING_get0_data(ip), addr,
+			value = gn->d.iPAddress;
+			family = ASN1_STRING_length(value) == 16 ? AF_INET6
+								 : AF_INET;
+			if (!inet_ntop(family, ASN1_STRING_get0_data(value), addr,
 				       sizeof(addr)))
 				continue;
 			snprintf(entry, sizeof(entry), "IP:%s", addr);
@@ -1207,9 +1207,8 @@ static void alt_names_text(X509 *cert, char *out, size_t cap)
 		n = snprintf(out + used, cap - used, "%s%s", used ? ", " : "",
 			     entry);
 		if (n < 0 || (size_t)n >= cap - used) {
-			snprintf(out + (used < cap - 4 ? used : cap - 4),
-				 cap - (used < cap - 4 ? used : cap - 4),
-				 "...");
+			/* snprintf() cut the list: mark the cut. */
+			memcpy(out + cap - 4, "...", 4);
 			break;
 		}
 		used += (size_t)n;
@@ -1238,14 +1237,18 @@ static void record_verify_failure(SSL *ssl, X509_STORE_CTX *store)
 	f->error = X509_STORE_CTX_get_error(store);
 	f->depth = X509_STORE_CTX_get_error_depth(store);
 	host = param ? X509_VERIFY_PARAM_get0_host(param, 0) : NULL;
-	/* Without an IP address to check, get1_ip_asc() queues an error
-	 * that would then stand in the handshake's error text. */
-	ERR_set_mark();
-	ip = param && !host ? X509_VERIFY_PARAM_get1_ip_asc(param) : NULL;
-	ERR_pop_to_mark();
-	snprintf(f->expected, sizeof(f->expected), "%s",
-		 host ? host : ip ? ip : "");
-	OPENSSL_free(ip);
+	if (host) {
+		snprintf(f->expected, sizeof(f->expected), "%s", host);
+	} else if (param) {
+		/* Without an IP address to check, get1_ip_asc() queues an
+		 * error that would then appear in the handshake's error. */
+		ERR_set_mark();
+		ip = X509_VERIFY_PARAM_get1_ip_asc(param);
+		ERR_pop_to_mark();
+		if (ip)
+			snprintf(f->expected, sizeof(f->expected), "%s", ip);
+		OPENSSL_free(ip);
+	}
 	if (!cert)
 		return;
 	name_text(X509_get_subject_name(cert), f->subject, sizeof(f->subject));

@@ -46,11 +46,11 @@ int kd_tls_client_prepare(SSL *ssl, const char *host, char *err,
 
 /*
  * Writes why certificate verification failed on @ssl into @buf, for a
- * @verify_result from SSL_get_verify_result(): "certificate verification
- * failed: " and OpenSSL's reason, then the values behind it as the verify
- * callback recorded them (the expected host or IP address and the names
- * that the certificate has, or its subject and validity dates) and the
- * fix.
+ * @verify_result from SSL_get_verify_result(). The text starts with
+ * "certificate verification failed: " and OpenSSL's reason. The values
+ * that the verify callback recorded follow: the expected host or IP
+ * address and the certificate's names, or its subject and validity
+ * dates. The fix comes last.
  */
 void kd_tls_verify_error_text(SSL *ssl, long verify_result, char *buf,
 			      size_t cap);

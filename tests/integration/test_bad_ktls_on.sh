@@ -1,9 +1,9 @@
 #!/bin/sh
-# -ktls on with a TLS protocol on a kernel without the tls ULP: `kdist
-# node` exits non-zero at start-up with an error that names the probe's
-# reason and the fixes (-ktls auto, or load the tls module), instead of
-# starting and failing every TLS connection. Over inet_tcp the option has
-# nothing to act on and the node starts.
+# -ktls on with a TLS protocol on a kernel without the tls ULP. `kdist
+# node` used to start and then fail every TLS connection. Now it exits
+# non-zero at start-up with an error that names the probe's reason and
+# the fixes: -ktls auto, or load the tls module. Over inet_tcp the option
+# has nothing to act on, so the node starts.
 . "$(dirname "$0")/lib.sh"
 kd_init
 need_kdist

@@ -1,9 +1,9 @@
 #!/bin/sh
-# Node names that erl rejects with "Invalid node name!" (net_kernel's
-# valid_name_head: the part before '@' matches ^[0-9A-Za-z_-]+$) make
-# `kdist node` exit non-zero with an error that names the value and the
-# rule, and nothing registers with EPMD. erl is run on the same names to
-# check that the rule is OTP's.
+# Node names that erl rejects with "Invalid node name!" make `kdist node`
+# exit non-zero, with an error that names the value and the rule, and
+# nothing registers with EPMD. The rule is net_kernel's valid_name_head:
+# the part before '@' matches ^[0-9A-Za-z_-]+$. erl runs on the same names
+# to check that the rule is OTP's.
 . "$(dirname "$0")/lib.sh"
 kd_init
 need_kdist

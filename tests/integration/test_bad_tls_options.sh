@@ -1,8 +1,8 @@
 #!/bin/sh
-# `kdist node` with a TLS protocol (inet_tls is kdist's default, while
-# erl's is inet_tcp) and neither -ssl_dist_optfile nor -ssl_dist_opt exits
-# non-zero with an error that names both options and -proto_dist
-# inet_tcp, and registers nothing with EPMD. -help states the default.
+# `kdist node` with a TLS protocol and neither -ssl_dist_optfile nor
+# -ssl_dist_opt exits non-zero and registers nothing with EPMD. The error
+# names both options and -proto_dist inet_tcp. inet_tls is kdist's
+# default while erl's is inet_tcp, so -help states the default.
 . "$(dirname "$0")/lib.sh"
 kd_init
 need_kdist

@@ -1,8 +1,8 @@
 #!/bin/sh
-# Each command's -help lists the options that command takes: -timeout and
-# -count only for ping (-timeout also for send), not for node; and
-# `kdist node` rejects them with an error that names the commands they
-# apply to.
+# Each command's -help lists only the options that the command takes.
+# -count is for ping only and -timeout for ping and send, so node's help
+# lists neither. `kdist node` rejects both with an error that names the
+# commands they apply to.
 . "$(dirname "$0")/lib.sh"
 kd_init
 need_kdist

@@ -1,9 +1,9 @@
 #!/bin/sh
-# -kernel inet_dist_listen_min and inet_dist_listen_max: with the first
-# port of the range in use, the node listens on the next one and registers
-# that port with EPMD, as erl does; with every port in use, `kdist node`
-# exits non-zero with an error that names the range. An erl peer reaches
-# the node on the port it took.
+# -kernel inet_dist_listen_min and inet_dist_listen_max. With the first
+# port of the range in use, the node listens on the next one and
+# registers that port with EPMD, as erl does, and an erl peer reaches it
+# there. With every port in use, `kdist node` exits non-zero with an error
+# that names the range.
 . "$(dirname "$0")/lib.sh"
 kd_init
 need_kdist
@@ -21,18 +21,18 @@ import random, socket, sys, time
 count, ready = int(sys.argv[1]), sys.argv[2]
 for _ in range(200):
     base = random.randrange(20000, 60000 - count)
-    held = []
+    listeners = []
     try:
         for port in range(base, base + count):
             s = socket.socket()
             s.bind(("0.0.0.0", port))
             s.listen(1)
-            held.append(s)
+            listeners.append(s)
     except OSError:
-        for s in held:
+        for s in listeners:
             s.close()
         continue
-    # The ports after the held ones must be free too, for the node.
+    # The two ports after these must be free, for the node.
     free = True
     for port in range(base + count, base + count + 2):
         t = socket.socket()
@@ -42,7 +42,7 @@ for _ in range(200):
             free = False
         t.close()
     if not free:
-        for s in held:
+        for s in listeners:
             s.close()
         continue
     with open(ready, "w") as f:
