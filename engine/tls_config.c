@@ -1130,13 +1130,19 @@ static void host_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
 	free(ptr);
 }
 
+static void verify_failure_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad,
+				int idx, long argl, void *argp)
+{
+	free(ptr);
+}
+
 static void index_init(void)
 {
 	ctx_data_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL,
 						  ctx_data_free);
 	host_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, host_free);
 	verify_failure_index = SSL_get_ex_new_index(0, NULL, NULL, NULL,
-						    host_free);
+						    verify_failure_free);
 }
 
 /* Prints @name as RFC 2253 text such as "CN=localhost,O=Example". */
