@@ -60,6 +60,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkdist.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libkdist.a \
 		$(LDLIBS) -lcmocka -o $@
 
+# test_cli_opts compiles the CLI's parser into itself.
+$(BUILD)/tests/test_cli_opts: cli/opts.c cli/opts.h
+
 $(BUILD)/tools/%: tests/tools/%.c tests/tools/peer.h \
 		tests/tools/common/sanitizer_options.c $(BUILD)/libkdist.a
 	@mkdir -p $(dir $@)

@@ -487,7 +487,12 @@ static void ping_help(void)
 	fputs("usage: kdist ping NODE [OPTIONS]\n"
 	      "Connects to NODE and asks its net_kernel, as net_adm:ping/1 "
 	      "does.\nPrints 'pong' (exit 0) or 'pang: REASON' (exit 1). "
-	      "Without -sname\nor -name a hidden node kdist_PID is used.\n\n",
+	      "Without -sname\nor -name a hidden node kdist_PID is used.\n\n"
+	      "Ping options:\n"
+	      "  -timeout MS              how long to wait for the connection "
+	      "and for each\n"
+	      "                           answer (default 7000)\n"
+	      "  -count N                 round trips to time (default 1)\n\n",
 	      stdout);
 	cli_print_common_help();
 }
@@ -496,7 +501,7 @@ int cmd_ping(int argc, char **argv)
 {
 	struct kdist_node *node;
 	struct cli_opts o;
-	char name[64], why[512];
+	char name[64], why[800];
 	int err;
 
 	if (cli_parse(argc, argv, &o))
@@ -531,7 +536,11 @@ static void send_help(void)
 	      "Sends TERM, written in Erlang syntax such as\n"
 	      "'{hello, 42, <<\"bin\">>}', to the process registered as NAME "
 	      "on NODE,\nthen waits until NODE has processed it (a ping "
-	      "round trip on the\nsame connection).\n\n",
+	      "round trip on the\nsame connection).\n\n"
+	      "Send options:\n"
+	      "  -timeout MS              how long to wait for the connection "
+	      "and for that\n"
+	      "                           round trip (default 7000)\n\n",
 	      stdout);
 	cli_print_common_help();
 }
@@ -542,7 +551,7 @@ int cmd_send(int argc, char **argv)
 	struct kdist_node *node;
 	struct kd_term *term;
 	struct cli_opts o;
-	char name[64], err_text[512];
+	char name[64], err_text[800];
 	ei_x_buff x;
 	int err;
 

@@ -2,17 +2,41 @@
 #include "opts.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static int usage_error(const char *cmd, const char *fmt, const char *arg)
+/* Options that take a value, so that an unknown option is reported as
+ * unknown even when it is the last argument. -kernel takes two. */
+static const char *const value_options[] = {
+	"-sname", "-name", "-setcookie", "-proto_dist", "-ssl_dist_optfile",
+	"-kernel", "-ktls", "-epmd_port", "-epmd_host", "-allow",
+	"-max_packet", "-max_message", "-send_queue", "-data_threads",
+	"-handshake_timeout", "-stop_timeout", "-timeout", "-count",
+};
+
+__attribute__((format(printf, 2, 3)))
+static int usage_error(const char *cmd, const char *fmt, ...)
 {
+	va_list ap;
+
 	fprintf(stderr, "kdist %s: ", cmd);
-	fprintf(stderr, fmt, arg);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
 	fprintf(stderr, "\nkdist %s -help lists the options\n", cmd);
 	return 2;
+}
+
+static bool takes_value(const char *option)
+{
+	for (size_t i = 0; i < sizeof(value_options) / sizeof(value_options[0]);
+	     i++)
+		if (strcmp(option, value_options[i]) == 0)
+			return true;
+	return false;
 }
 
 static int parse_uint(const char *s, unsigned long max, unsigned long *out)
@@ -64,10 +88,14 @@ static int parse_kernel(const char *cmd, const char *key, const char *val,
 	}
 	if (strcmp(key, "inet_dist_listen_min") == 0 ||
 	    strcmp(key, "inet_dist_listen_max") == 0) {
-		if (parse_uint(val, 65535, &v))
-			return usage_error(cmd, "invalid port '%s'", val);
+		if (parse_uint(val, 65535, &v) || v == 0)
+			return usage_error(cmd, "-kernel %s '%s' is invalid; "
+					   "give a port from 1 to 65535", key,
+					   val);
 		if (strcmp(key, "inet_dist_listen_min") == 0)
 			o->cfg.listen_port = (uint16_t)v;
+		else
+			o->cfg.listen_port_max = (uint16_t)v;
 		return 0;
 	}
 	return usage_error(cmd,
@@ -75,6 +103,25 @@ static int parse_kernel(const char *cmd, const char *key, const char *val,
 			   "net_ticktime, inet_dist_listen_min, "
 			   "inet_dist_listen_max)",
 			   key);
+}
+
+/* erl ignores inet_dist_listen_max without inet_dist_listen_min and fails
+ * to listen when min is above max. Both are usage errors here. */
+static int check_listen_range(const char *cmd, const struct kdist_config *cfg)
+{
+	if (!cfg->listen_port_max)
+		return 0;
+	if (!cfg->listen_port)
+		return usage_error(cmd, "-kernel inet_dist_listen_max %u needs "
+				   "-kernel inet_dist_listen_min PORT too, the "
+				   "first port of the range",
+				   cfg->listen_port_max);
+	if (cfg->listen_port > cfg->listen_port_max)
+		return usage_error(cmd, "-kernel inet_dist_listen_max %u is "
+				   "below -kernel inet_dist_listen_min %u; give "
+				   "a range with min <= max",
+				   cfg->listen_port_max, cfg->listen_port);
+	return 0;
 }
 
 /* -ssl_dist_opt takes key value pairs up to the next flag. */
@@ -85,8 +132,8 @@ static int parse_ssl_dist_opt(const char *cmd, int argc, char **argv, int *i,
 
 	while (*i + 2 < argc && argv[*i + 1][0] != '-') {
 		if (o->n_ssl_opts + 2 > CLI_MAX_SSL_OPTS * 2)
-			return usage_error(cmd, "too many -ssl_dist_opt pairs%s",
-					   "");
+			return usage_error(cmd, "too many -ssl_dist_opt "
+					   "pairs: at most %d", CLI_MAX_SSL_OPTS);
 		o->ssl_opts[o->n_ssl_opts++] = argv[*i + 1];
 		o->ssl_opts[o->n_ssl_opts++] = argv[*i + 2];
 		*i += 2;
@@ -94,8 +141,7 @@ static int parse_ssl_dist_opt(const char *cmd, int argc, char **argv, int *i,
 	if (*i == start)
 		return usage_error(cmd,
 				   "-ssl_dist_opt needs pairs such as "
-				   "server_certfile FILE%s",
-				   "");
+				   "server_certfile FILE");
 	return 0;
 }
 
@@ -137,6 +183,8 @@ int cli_parse(int argc, char **argv, struct cli_opts *o)
 			o->args[o->n_args++] = a;
 			continue;
 		}
+		if (!takes_value(a))
+			return usage_error(cmd, "unknown option '%s'", a);
 		if (!val)
 			return usage_error(cmd, "%s needs a value", a);
 		i++;
@@ -176,8 +224,9 @@ int cli_parse(int argc, char **argv, struct cli_opts *o)
 						   "or off, got '%s'", val);
 		} else if (strcmp(a, "-epmd_port") == 0) {
 			if (parse_uint(val, 65535, &v) || v == 0)
-				return usage_error(cmd, "invalid -epmd_port "
-						   "'%s'", val);
+				return usage_error(cmd, "-epmd_port '%s' is "
+						   "invalid; give a port from 1 "
+						   "to 65535", val);
 			o->cfg.epmd_port = (uint16_t)v;
 		} else if (strcmp(a, "-allow") == 0) {
 			if (o->n_allow == CLI_MAX_SSL_OPTS)
@@ -212,31 +261,40 @@ int cli_parse(int argc, char **argv, struct cli_opts *o)
 		} else if (strcmp(a, "-handshake_timeout") == 0) {
 			if (parse_uint(val, 600000, &v) || v == 0)
 				return usage_error(cmd, "-handshake_timeout "
-						   "needs milliseconds, got "
-						   "'%s'", val);
+						   "needs milliseconds from 1 "
+						   "to 600000, got '%s'", val);
 			o->cfg.handshake_timeout_ms = (unsigned)v;
 		} else if (strcmp(a, "-stop_timeout") == 0) {
 			if (parse_uint(val, 600000, &v) || v == 0)
 				return usage_error(cmd, "-stop_timeout needs "
-						   "milliseconds, at least 1, "
-						   "got '%s'", val);
+						   "milliseconds from 1 to "
+						   "600000, got '%s'", val);
 			o->cfg.stop_timeout_ms = (unsigned)v;
 		} else if (strcmp(a, "-count") == 0) {
+			if (strcmp(cmd, "ping") != 0)
+				return usage_error(cmd, "-count applies only "
+						   "to kdist ping");
 			if (parse_uint(val, 10000000, &v) || v == 0)
 				return usage_error(cmd, "-count needs a "
-						   "positive number, got '%s'",
-						   val);
+						   "number from 1 to 10000000, "
+						   "got '%s'", val);
 			o->count = (unsigned)v;
 		} else if (strcmp(a, "-timeout") == 0) {
+			if (strcmp(cmd, "ping") != 0 && strcmp(cmd, "send") != 0)
+				return usage_error(cmd, "-timeout applies only "
+						   "to kdist ping and kdist "
+						   "send");
 			if (parse_uint(val, 3600000, &v) || v == 0)
 				return usage_error(cmd, "-timeout needs "
-						   "milliseconds, got '%s'",
-						   val);
+						   "milliseconds from 1 to "
+						   "3600000, got '%s'", val);
 			o->timeout_ms = (unsigned)v;
 		} else {
 			return usage_error(cmd, "unknown option '%s'", a);
 		}
 	}
+	if (check_listen_range(cmd, &o->cfg))
+		return 2;
 	o->cfg.allow = o->allow;
 	o->cfg.n_allow = o->n_allow;
 	o->cfg.ssl_dist_opts = o->ssl_opts;
@@ -253,16 +311,23 @@ void cli_print_common_help(void)
 	      "qualified)\n"
 	      "  -setcookie COOKIE        cookie; default: ~/.erlang.cookie, "
 	      "created if missing\n"
-	      "  -proto_dist PROTO        inet_tls (default), inet6_tls, "
-	      "inet_tcp or inet6_tcp\n"
-	      "  -ssl_dist_optfile FILE   TLS options file, as for erl\n"
+	      "  -proto_dist PROTO        inet_tls (default; erl's default is "
+	      "inet_tcp),\n"
+	      "                           inet6_tls, inet_tcp or inet6_tcp\n"
+	      "  -ssl_dist_optfile FILE   TLS options file, as for erl; "
+	      "inet_tls and inet6_tls\n"
+	      "                           need it or -ssl_dist_opt\n"
 	      "  -ssl_dist_opt K V ...    TLS options as pairs, e.g. "
 	      "server_certfile FILE\n"
 	      "  -kernel net_ticktime N   seconds of silence before a peer "
 	      "is down (default 60)\n"
 	      "  -kernel inet_dist_listen_min PORT\n"
-	      "                           listen port (default: any free "
-	      "port)\n"
+	      "                           first listen port (default: any "
+	      "free port)\n"
+	      "  -kernel inet_dist_listen_max PORT\n"
+	      "                           last listen port: the node takes "
+	      "the first free port\n"
+	      "                           from min to max (default: min)\n"
 	      "  -hidden                  do not appear in peers' nodes()\n"
 	      "  -allow NODE              accept connections only from NODE "
 	      "(repeatable),\n"
@@ -289,10 +354,6 @@ void cli_print_common_help(void)
 	      "take to send\n"
 	      "                           what is queued and close in order "
 	      "(default 5000)\n"
-	      "  -timeout MS              how long ping and send wait "
-	      "(default 7000)\n"
-	      "  -count N                 ping: round trips to time "
-	      "(default 1)\n"
 	      "  -v                       debug logging\n",
 	      stdout);
 }

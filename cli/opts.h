@@ -29,8 +29,9 @@ struct cli_opts {
  * Parses @argv (argv[0] is the subcommand) into @o. Returns 0, or 2 after
  * printing a usage error naming the flag. Flags: -sname, -name, -setcookie,
  * -proto_dist, -ssl_dist_optfile, -ssl_dist_opt, -kernel net_ticktime N,
- * -kernel inet_dist_listen_min N, -ktls, -epmd_port, -epmd_host,
- * -max_packet, -data_threads, -hidden, -timeout, -v, -help.
+ * -kernel inet_dist_listen_min N, -kernel inet_dist_listen_max N, -ktls,
+ * -epmd_port, -epmd_host, -max_packet, -data_threads, -hidden, -timeout,
+ * -v, -help.
  */
 int cli_parse(int argc, char **argv, struct cli_opts *o);
 void cli_print_common_help(void);

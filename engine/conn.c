@@ -104,42 +104,79 @@ static int set_nonblock_nodelay(int fd)
 
 /* ---- listening and EPMD ---- */
 
-static int control_listen(struct kdist_node *node)
+/* Binds a listening socket to @port, or to any free port when @port is 0.
+ * Returns the socket or -errno. */
+static int listen_on_port(int family, uint16_t port)
 {
 	struct sockaddr_storage ss = { 0 };
 	socklen_t sl;
-	int family = node->ipv6 ? AF_INET6 : AF_INET;
 	int one = 1;
-	int fd;
+	int fd, e;
 
 	fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
-		return kd_fail(errno, "listen: socket failed: %s",
-			       strerror(errno));
+		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (family == AF_INET6) {
 		struct sockaddr_in6 *a = (void *)&ss;
 
 		a->sin6_family = AF_INET6;
 		a->sin6_addr = in6addr_any;
-		a->sin6_port = htons(node->cfg.listen_port);
+		a->sin6_port = htons(port);
 		sl = sizeof(*a);
 	} else {
 		struct sockaddr_in *a = (void *)&ss;
 
 		a->sin_family = AF_INET;
 		a->sin_addr.s_addr = htonl(INADDR_ANY);
-		a->sin_port = htons(node->cfg.listen_port);
+		a->sin_port = htons(port);
 		sl = sizeof(*a);
 	}
 	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 128) < 0) {
-		int e = errno;
-
+		e = errno;
 		close(fd);
-		return kd_fail(e, "listen: port %u: %s%s", node->cfg.listen_port,
-			       strerror(e),
-			       e == EADDRINUSE ? " (pick another port)" : "");
+		return -e;
 	}
+	return fd;
+}
+
+/*
+ * Listens on the first free port from listen_port to listen_port_max, as
+ * inet_tcp_dist and inet_tls_dist try each port of the
+ * inet_dist_listen_min..max range in turn and skip the ports in use.
+ */
+static int control_listen(struct kdist_node *node)
+{
+	struct sockaddr_storage ss = { 0 };
+	socklen_t sl;
+	int family = node->ipv6 ? AF_INET6 : AF_INET;
+	unsigned first = node->cfg.listen_port;
+	unsigned last = node->cfg.listen_port_max;
+	unsigned port;
+	int fd;
+
+	if (first == 0 || last == 0)
+		last = first;
+	if (first > last)
+		return kd_fail(EINVAL, "listen: inet_dist_listen_max %u is "
+			       "below inet_dist_listen_min %u; give a range "
+			       "with min <= max", last, first);
+	for (port = first;; port++) {
+		fd = listen_on_port(family, (uint16_t)port);
+		if (fd != -EADDRINUSE || port == last)
+			break;
+		kd_debug("listen: port %u is in use, trying the next", port);
+	}
+	if (fd == -EADDRINUSE && first != last)
+		return kd_fail(EADDRINUSE, "listen: every port from %u to %u "
+			       "is in use (-kernel inet_dist_listen_min %u, "
+			       "inet_dist_listen_max %u); stop what uses them "
+			       "or give a wider range", first, last, first,
+			       last);
+	if (fd < 0)
+		return kd_fail(-fd, "listen: port %u: %s%s", port,
+			       strerror(-fd),
+			       fd == -EADDRINUSE ? " (pick another port)" : "");
 	sl = sizeof(ss);
 	getsockname(fd, (struct sockaddr *)&ss, &sl);
 	node->port = family == AF_INET6
@@ -310,10 +347,10 @@ static void tls_error_text(SSL *ssl, int ret, char *buf, size_t cap)
 	if (e)
 		ERR_error_string_n(e, ebuf, sizeof(ebuf));
 	ERR_clear_error();
-	if (vr != X509_V_OK)
-		snprintf(buf, cap, "certificate verification failed: %s (%s)",
-			 X509_verify_cert_error_string(vr), ebuf);
-	else if (e)
+	if (vr != X509_V_OK) {
+		kd_tls_verify_error_text(ssl, vr, buf, cap);
+		snprintf(buf + strlen(buf), cap - strlen(buf), " (%s)", ebuf);
+	} else if (e)
 		snprintf(buf, cap, "%s", ebuf);
 	else if (SSL_get_error(ssl, ret) == SSL_ERROR_SYSCALL)
 		snprintf(buf, cap, "socket error: %s",
@@ -452,7 +489,7 @@ static int hsconn_choose_path(struct kd_hsconn *c)
 
 static void hsconn_step_tls(struct kd_hsconn *c)
 {
-	char reason[300];
+	char reason[480];
 	int ret = SSL_do_handshake(c->ssl);
 
 	if (ret == 1) {
@@ -922,12 +959,17 @@ static void hsconn_step_dist(struct kd_hsconn *c)
 					      HS_MAX_MESSAGE, &plen);
 
 			if (r < 0) {
-				hsconn_fail(c, -EMSGSIZE,
-					    "handshake message length %u "
-					    "exceeds %u bytes; is the peer "
-					    "speaking the distribution "
-					    "protocol with %u-byte lengths?",
-					    plen, HS_MAX_MESSAGE, hdr);
+				struct kdist_node *node = c->node;
+				char text[KD_REASON_MAX];
+
+				kd_hs_oversize_text(
+					in->buf, in->len, hdr, plen,
+					HS_MAX_MESSAGE,
+					node->tls ? NULL
+					: node->ipv6 ? "inet6_tls"
+						     : "inet_tls",
+					text, sizeof(text));
+				hsconn_fail(c, -EMSGSIZE, "%s", text);
 				return;
 			}
 			if (r == 0)

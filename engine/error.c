@@ -6,7 +6,7 @@
 
 #include "kdist.h"
 
-static __thread char last_error[512];
+static __thread char last_error[768];
 
 int kd_fail(int err, const char *fmt, ...)
 {

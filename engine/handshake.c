@@ -279,6 +279,25 @@ static int gen_digest(const char *cookie, size_t cookie_len,
 	return ok ? 0 : -EIO;
 }
 
+void kd_hs_oversize_text(const uint8_t *head, size_t len, unsigned hdr,
+			 uint32_t plen, uint32_t max, const char *tls_proto,
+			 char *buf, size_t cap)
+{
+	if (tls_proto && len >= 2 && head[0] == 0x16 && head[1] == 0x03)
+		snprintf(buf, cap,
+			 "handshake message length %u exceeds %u bytes: the "
+			 "peer is using TLS (its first bytes 0x16 0x03 are a "
+			 "TLS record header); every node must use -proto_dist "
+			 "%s",
+			 plen, max, tls_proto);
+	else
+		snprintf(buf, cap,
+			 "handshake message length %u exceeds %u bytes; is "
+			 "the peer speaking the distribution protocol with "
+			 "%u-byte lengths?",
+			 plen, max, hdr);
+}
+
 void kd_hs_digest(const char *cookie, size_t cookie_len, uint32_t challenge,
 		  uint8_t digest[16])
 {

@@ -199,6 +199,18 @@ void kd_hs_wipe(struct kd_hs *hs);
 enum kd_hs_status kd_hs_simultaneous_status(const char *this_node,
 					    const char *peer_node);
 
+/*
+ * Writes the error for a handshake message whose @hdr-byte length prefix
+ * @plen exceeds @max bytes into @buf. @head contains the first @len bytes
+ * of that message, prefix included. @tls_proto is "inet_tls" or
+ * "inet6_tls" on a plain-TCP node and NULL on a TLS node. On a plain-TCP
+ * node the bytes 0x16 0x03 begin a TLS record (handshake content type,
+ * protocol major version 3), so the error says that the peer uses TLS.
+ */
+void kd_hs_oversize_text(const uint8_t *head, size_t len, unsigned hdr,
+			 uint32_t plen, uint32_t max, const char *tls_proto,
+			 char *buf, size_t cap);
+
 /* MD5(cookie ++ decimal(challenge)), as dist_util:gen_digest/2. */
 void kd_hs_digest(const char *cookie, size_t cookie_len, uint32_t challenge,
 		  uint8_t digest[16]);

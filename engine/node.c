@@ -71,6 +71,31 @@ static int node_default_host(bool longnames, char *host, size_t cap)
 	return 0;
 }
 
+/* The rule of net_kernel's valid_name_head in OTP 25 to 28: the part
+ * before '@' matches ^[0-9A-Za-z_-]+$, or erl stops with "Invalid node
+ * name!". */
+static bool is_valid_alive(const char *alive, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		char c = alive[i];
+
+		if (!(c >= '0' && c <= '9') && !(c >= 'A' && c <= 'Z') &&
+		    !(c >= 'a' && c <= 'z') && c != '_' && c != '-')
+			return false;
+	}
+	return true;
+}
+
+/* No space, control character or second '@', which OTP and the
+ * distribution handshake of other kdist nodes reject. */
+static bool is_valid_host(const char *host)
+{
+	for (const char *p = host; *p; p++)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '@')
+			return false;
+	return true;
+}
+
 static int node_set_name(struct kdist_node *node, const char *name,
 			 bool longnames)
 {
@@ -82,6 +107,14 @@ static int node_set_name(struct kdist_node *node, const char *name,
 		return kd_fail(EINVAL,
 			       "node: invalid node name '%s': the part before "
 			       "'@' must be 1 to 200 characters",
+			       name);
+	if (!is_valid_alive(name, alive_len))
+		return kd_fail(EINVAL,
+			       "node: invalid node name '%s': the part before "
+			       "'@' may contain only ASCII letters, digits, '_' "
+			       "and '-', as OTP's net_kernel requires (erl "
+			       "rejects other names with \"Invalid node "
+			       "name!\")",
 			       name);
 	memcpy(node->alive, name, alive_len);
 	node->alive[alive_len] = '\0';
@@ -95,6 +128,12 @@ static int node_set_name(struct kdist_node *node, const char *name,
 	}
 	if (node->host[0] == '\0')
 		return kd_fail(EINVAL, "node: node name '%s' has an empty host",
+			       name);
+	if (!is_valid_host(node->host))
+		return kd_fail(EINVAL,
+			       "node: invalid node name '%s': the host part "
+			       "must not contain spaces, control characters "
+			       "or a second '@'",
 			       name);
 	if (!longnames && strchr(node->host, '.'))
 		kd_warn("node: -sname with a dotted host '%s'; erl nodes "
@@ -173,9 +212,21 @@ static void node_log_sink(void *user, enum kd_log_level level,
 
 static int node_setup_tls(struct kdist_node *node)
 {
+	const char *tls = node->ipv6 ? "inet6_tls" : "inet_tls";
+	const char *tcp = node->ipv6 ? "inet6_tcp" : "inet_tcp";
 	char err[512];
 	int ret;
 
+	/* Without options the contexts have no certificate and no CA, and
+	 * the first error would name cacertfile instead of the cause. */
+	if (!node->cfg.ssl_dist_optfile && node->cfg.n_ssl_dist_opts == 0)
+		return kd_fail(EINVAL,
+			       "node: %s needs TLS options: give "
+			       "-ssl_dist_optfile FILE (or -ssl_dist_opt "
+			       "server_certfile FILE ...), or use -proto_dist "
+			       "%s for plain TCP (erl's default protocol is "
+			       "inet_tcp, kdist's is inet_tls)",
+			       tls, tcp);
 	node->tls_cfg = kd_tls_config_new();
 	if (!node->tls_cfg)
 		return -ENOMEM;
@@ -208,6 +259,14 @@ static int node_setup_tls(struct kdist_node *node)
 	kd_info("node: kernel TLS: %s%s", node->ktls_caps.detail,
 		node->cfg.ktls == KDIST_KTLS_OFF ? " (disabled by ktls=off)"
 						 : "");
+	/* Every connection would fail its handshake, so fail here. */
+	if (node->cfg.ktls == KDIST_KTLS_ON && !node->ktls_caps.ulp)
+		return kd_fail(EOPNOTSUPP,
+			       "node: -ktls on needs kernel TLS, which this "
+			       "kernel cannot provide: %s; use -ktls auto to "
+			       "fall back to user-space TLS, or load the "
+			       "kernel's tls module (modprobe tls)",
+			       node->ktls_caps.detail);
 	return 0;
 }
 

@@ -28,9 +28,10 @@
 #include "tls_config.h"
 
 #define KD_PEER_BUCKETS 256
-/* Room for a failed connection's reason: OpenSSL's error text and the
- * handshake step it hit, for the log and kdist_connect(). */
-#define KD_REASON_MAX 320
+/* Room for a failed connection's reason: OpenSSL's error text, the
+ * rejected certificate's names and dates, and the handshake step it hit,
+ * for the log and kdist_connect(). */
+#define KD_REASON_MAX 640
 
 struct kd_bulk;
 

@@ -1101,7 +1101,21 @@ int kd_tls_config_add_opt(struct kd_tls_config *cfg, const char *key,
 
 static int ctx_data_index = -1;
 static int host_index = -1;
+static int verify_failure_index = -1;
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
+
+/* The certificate that verification rejected last on an SSL object, kept
+ * for the error message, since OpenSSL keeps only the error code. */
+struct verify_failure {
+	int error; /* X509_V_ERR_* */
+	int depth; /* 0 for the peer's own certificate */
+	char subject[160];
+	char issuer[160];
+	char not_before[32];
+	char not_after[32];
+	char expected[128]; /* host or IP address checked, if any */
+	char names[200];    /* the subjectAltName entries */
+};
 
 static void ctx_data_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad,
 			  int idx, long argl, void *argp)
@@ -1120,11 +1134,186 @@ static void host_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
 	free(ptr);
 }
 
+static void verify_failure_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad,
+				int idx, long argl, void *argp)
+{
+	free(ptr);
+}
+
 static void index_init(void)
 {
 	ctx_data_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL,
 						  ctx_data_free);
 	host_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, host_free);
+	verify_failure_index = SSL_get_ex_new_index(0, NULL, NULL, NULL,
+						    verify_failure_free);
+}
+
+/* Prints @name as RFC 2253 text such as "CN=localhost,O=Example". */
+static void name_text(const X509_NAME *name, char *out, size_t cap)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	int n = 0;
+
+	out[0] = '\0';
+	if (!bio)
+		return;
+	if (name && X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253) >= 0)
+		n = BIO_read(bio, out, (int)cap - 1);
+	out[n > 0 ? n : 0] = '\0';
+	BIO_free(bio);
+}
+
+/* Prints @t in ISO 8601, such as "2025-01-31 12:00:00Z". */
+static void time_text(const ASN1_TIME *t, char *out, size_t cap)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	int n = 0;
+
+	out[0] = '\0';
+	if (!bio)
+		return;
+	if (t && ASN1_TIME_print_ex(bio, t, ASN1_DTFLGS_ISO8601))
+		n = BIO_read(bio, out, (int)cap - 1);
+	out[n > 0 ? n : 0] = '\0';
+	BIO_free(bio);
+}
+
+/* Lists the DNS and IP address entries of @cert's subjectAltName, such
+ * as "DNS:localhost, IP:127.0.0.1", cut with "..." at @cap. */
+static void alt_names_text(X509 *cert, char *out, size_t cap)
+{
+	GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name,
+						NULL, NULL);
+	size_t used = 0;
+	int count = names ? sk_GENERAL_NAME_num(names) : 0;
+
+	out[0] = '\0';
+	for (int i = 0; i < count; i++) {
+		const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
+		const ASN1_STRING *value;
+		char entry[72];
+		char addr[INET6_ADDRSTRLEN];
+		int family, len, n;
+
+		if (gn->type == GEN_DNS) {
+			value = gn->d.dNSName;
+			len = ASN1_STRING_length(value);
+			if (len > 60)
+				len = 60;
+			snprintf(entry, sizeof(entry), "DNS:%.*s", len,
+				 (const char *)ASN1_STRING_get0_data(value));
+		} else if (gn->type == GEN_IPADD) {
+			value = gn->d.iPAddress;
+			family = ASN1_STRING_length(value) == 16 ? AF_INET6
+								 : AF_INET;
+			if (!inet_ntop(family, ASN1_STRING_get0_data(value), addr,
+				       sizeof(addr)))
+				continue;
+			snprintf(entry, sizeof(entry), "IP:%s", addr);
+		} else {
+			continue;
+		}
+		n = snprintf(out + used, cap - used, "%s%s", used ? ", " : "",
+			     entry);
+		if (n < 0 || (size_t)n >= cap - used) {
+			/* snprintf() cut the list: mark the cut. */
+			memcpy(out + cap - 4, "...", 4);
+			break;
+		}
+		used += (size_t)n;
+	}
+	GENERAL_NAMES_free(names);
+}
+
+/* Keeps what the error message needs from the certificate that @store
+ * rejected on @ssl. */
+static void record_verify_failure(SSL *ssl, X509_STORE_CTX *store)
+{
+	struct verify_failure *f = SSL_get_ex_data(ssl, verify_failure_index);
+	X509_VERIFY_PARAM *param = X509_STORE_CTX_get0_param(store);
+	X509 *cert = X509_STORE_CTX_get_current_cert(store);
+	const char *host;
+	char *ip;
+
+	if (!f) {
+		f = malloc(sizeof(*f));
+		if (!f || !SSL_set_ex_data(ssl, verify_failure_index, f)) {
+			free(f);
+			return;
+		}
+	}
+	memset(f, 0, sizeof(*f));
+	f->error = X509_STORE_CTX_get_error(store);
+	f->depth = X509_STORE_CTX_get_error_depth(store);
+	host = param ? X509_VERIFY_PARAM_get0_host(param, 0) : NULL;
+	if (host) {
+		snprintf(f->expected, sizeof(f->expected), "%s", host);
+	} else if (param) {
+		/* Without an IP address to check, get1_ip_asc() queues an
+		 * error that would then appear in the handshake's error. */
+		ERR_set_mark();
+		ip = X509_VERIFY_PARAM_get1_ip_asc(param);
+		ERR_pop_to_mark();
+		if (ip)
+			snprintf(f->expected, sizeof(f->expected), "%s", ip);
+		OPENSSL_free(ip);
+	}
+	if (!cert)
+		return;
+	name_text(X509_get_subject_name(cert), f->subject, sizeof(f->subject));
+	name_text(X509_get_issuer_name(cert), f->issuer, sizeof(f->issuer));
+	time_text(X509_get0_notBefore(cert), f->not_before,
+		  sizeof(f->not_before));
+	time_text(X509_get0_notAfter(cert), f->not_after,
+		  sizeof(f->not_after));
+	alt_names_text(cert, f->names, sizeof(f->names));
+}
+
+void kd_tls_verify_error_text(SSL *ssl, long verify_result, char *buf,
+			      size_t cap)
+{
+	const struct verify_failure *f;
+	char which[48] = "the certificate";
+	size_t used;
+
+	pthread_once(&index_once, index_init);
+	snprintf(buf, cap, "certificate verification failed: %s",
+		 X509_verify_cert_error_string(verify_result));
+	f = SSL_get_ex_data(ssl, verify_failure_index);
+	if (!f || f->error != verify_result || !f->subject[0])
+		return;
+	if (f->depth > 0)
+		snprintf(which, sizeof(which),
+			 "the certificate at depth %d of the chain", f->depth);
+	used = strlen(buf);
+	switch (verify_result) {
+	case X509_V_ERR_HOSTNAME_MISMATCH:
+	case X509_V_ERR_IP_ADDRESS_MISMATCH:
+		snprintf(buf + used, cap - used,
+			 ": expected '%s', but the certificate names %s "
+			 "(subject %s); give the peer a certificate that names "
+			 "'%s'",
+			 f->expected, f->names[0] ? f->names : "no DNS or IP "
+			 "address in its subjectAltName", f->subject,
+			 f->expected);
+		break;
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+		snprintf(buf + used, cap - used,
+			 ": %s (subject %s) expired at notAfter %s; renew it",
+			 which, f->subject, f->not_after);
+		break;
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		snprintf(buf + used, cap - used,
+			 ": %s (subject %s) is valid only from notBefore %s; "
+			 "check the clocks of both hosts",
+			 which, f->subject, f->not_before);
+		break;
+	default:
+		snprintf(buf + used, cap - used, ": %s (subject %s, issuer %s)",
+			 which, f->subject, f->issuer);
+		break;
+	}
 }
 
 /*
@@ -1142,6 +1331,8 @@ static int verify_callback(int preverify_ok, X509_STORE_CTX *store)
 
 	if (!ssl)
 		return preverify_ok;
+	if (!preverify_ok)
+		record_verify_failure(ssl, store);
 	cd = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_data_index);
 	if (!cd || !cd->verify_fn)
 		return preverify_ok;
@@ -1149,9 +1340,11 @@ static int verify_callback(int preverify_ok, X509_STORE_CTX *store)
 	ok = cd->verify_fn(cd->verify_user, preverify_ok,
 			   X509_STORE_CTX_get_error_depth(store),
 			   X509_STORE_CTX_get_current_cert(store), host);
-	if (!ok && preverify_ok)
+	if (!ok && preverify_ok) {
 		X509_STORE_CTX_set_error(store,
 					 X509_V_ERR_APPLICATION_VERIFICATION);
+		record_verify_failure(ssl, store);
+	}
 	return ok;
 }
 

@@ -45,6 +45,17 @@ int kd_tls_client_prepare(SSL *ssl, const char *host, char *err,
 			  size_t errlen);
 
 /*
+ * Writes why certificate verification failed on @ssl into @buf, for a
+ * @verify_result from SSL_get_verify_result(). The text starts with
+ * "certificate verification failed: " and OpenSSL's reason. The values
+ * that the verify callback recorded follow: the expected host or IP
+ * address and the certificate's names, or its subject and validity
+ * dates. The fix comes last.
+ */
+void kd_tls_verify_error_text(SSL *ssl, long verify_result, char *buf,
+			      size_t cap);
+
+/*
  * The sender's rekey limits of one role: key_update_at (TLS 1.3, bytes of
  * plaintext) and renegotiate_at (TLS 1.2, records), OTP's defaults unless
  * the options set them.

@@ -102,6 +102,13 @@ struct kdist_config {
 	unsigned net_ticktime;
 	/* Listen port; 0 picks one. As -kernel inet_dist_listen_min. */
 	uint16_t listen_port;
+	/*
+	 * Last port of the listen range, as -kernel inet_dist_listen_max:
+	 * the node listens on the first free port from @listen_port to this
+	 * one. 0 means @listen_port alone. Ignored when @listen_port is 0,
+	 * as OTP ignores inet_dist_listen_max without inet_dist_listen_min.
+	 */
+	uint16_t listen_port_max;
 	/* EPMD port; 0 means ERL_EPMD_PORT from the environment, else 4369. */
 	uint16_t epmd_port;
 	/* Host whose EPMD this node registers with; NULL means localhost. */

@@ -1210,6 +1210,49 @@ static void test_expected_after_failure(void **state)
 	assert_null(kd_hs_expected(&ini));
 }
 
+/* A TLS ClientHello's record header read as a 2-byte length: 0x1603. */
+static void test_oversize_tls_record(void **state)
+{
+	static const uint8_t hello[] = { 0x16, 0x03, 0x01, 0x02, 0x00, 0x01 };
+	char text[256];
+
+	kd_hs_oversize_text(hello, sizeof(hello), 2, 0x1603, 2048, "inet_tls",
+			    text, sizeof(text));
+	assert_non_null(strstr(text, "length 5635 exceeds 2048 bytes"));
+	assert_non_null(strstr(text, "the peer is using TLS"));
+	assert_non_null(strstr(text, "every node must use -proto_dist "
+				     "inet_tls"));
+	assert_null(strstr(text, "2-byte lengths"));
+
+	kd_hs_oversize_text(hello, sizeof(hello), 2, 0x1603, 2048, "inet6_tls",
+			    text, sizeof(text));
+	assert_non_null(strstr(text, "-proto_dist inet6_tls"));
+}
+
+static void test_oversize_other_bytes(void **state)
+{
+	static const uint8_t big[] = { 0x20, 0x00, 'N' };
+	static const uint8_t hello[] = { 0x16, 0x03 };
+	char text[256];
+
+	kd_hs_oversize_text(big, sizeof(big), 2, 0x2000, 2048, "inet_tls",
+			    text, sizeof(text));
+	assert_non_null(strstr(text, "length 8192 exceeds 2048 bytes"));
+	assert_non_null(strstr(text, "2-byte lengths"));
+	assert_null(strstr(text, "TLS"));
+
+	/* A TLS node reads plaintext here, so 0x16 0x03 means nothing. */
+	kd_hs_oversize_text(hello, sizeof(hello), 2, 0x1603, 2048, NULL, text,
+			    sizeof(text));
+	assert_non_null(strstr(text, "2-byte lengths"));
+	assert_null(strstr(text, "using TLS"));
+
+	/* One byte is not enough to tell. */
+	kd_hs_oversize_text(hello, 1, 2, 0x1603, 2048, "inet_tls", text,
+			    sizeof(text));
+	assert_null(strstr(text, "using TLS"));
+}
+
 #define HS_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup_log, teardown_log)
 
 int main(void)
@@ -1257,6 +1300,8 @@ int main(void)
 		HS_TEST(test_simultaneous_greater_keeps),
 		HS_TEST(test_expected_names_each_step),
 		HS_TEST(test_expected_after_failure),
+		HS_TEST(test_oversize_tls_record),
+		HS_TEST(test_oversize_other_bytes),
 	};
 
 	return cmocka_run_group_tests_name("handshake", tests, NULL, NULL);

@@ -14,10 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -111,6 +113,9 @@ struct handshake {
 	long verify_result; /* the client's view of the server */
 	char sni[64];	    /* what the server received */
 	char version[16];
+	/* kd_tls_verify_error_text() of the client, when it rejected the
+	 * server. */
+	char verify_text[512];
 };
 
 /*
@@ -167,6 +172,9 @@ static void run_handshake(SSL_CTX *sctx, SSL_CTX *cctx, const char *host,
 		hs->client_ok = false;
 	}
 	hs->verify_result = SSL_get_verify_result(c);
+	if (hs->verify_result != X509_V_OK)
+		kd_tls_verify_error_text(c, hs->verify_result, hs->verify_text,
+					 sizeof(hs->verify_text));
 	sni = SSL_get_servername(s, TLSEXT_NAMETYPE_host_name);
 	snprintf(hs->sni, sizeof(hs->sni), "%s", sni ? sni : "");
 	snprintf(hs->version, sizeof(hs->version), "%s", SSL_get_version(c));
@@ -578,6 +586,86 @@ static void test_handshake_rejects_bad_servers(void **state)
 	assert_true(hs.client_ok);
 }
 
+/* Fails unless the client's verification error contains @text. */
+static void assert_verify_text_has(const struct handshake *hs,
+				   const char *text)
+{
+	if (!strstr(hs->verify_text, text))
+		fail_msg("expected '%s' in the verification error, got: %s",
+			 text, hs->verify_text);
+}
+
+/* The notAfter date of @cert in the certificate directory, as
+ * YYYY-MM-DD. */
+static void cert_not_after(const char *cert, char *out, size_t cap)
+{
+	char path[300];
+	struct tm tm;
+	X509 *x;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", cert_dir, cert);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	x = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	assert_non_null(x);
+	assert_int_equal(ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm), 1);
+	strftime(out, cap, "%Y-%m-%d", &tm);
+	X509_free(x);
+}
+
+static void test_verify_error_names_hosts(void **state)
+{
+	struct handshake hs;
+
+	handshake_with_server_cert("wrong-host.pem", "wrong-host.key",
+				   "localhost", verifying_client, &hs);
+	assert_int_equal(hs.verify_result, X509_V_ERR_HOSTNAME_MISMATCH);
+	assert_verify_text_has(&hs, "certificate verification failed: "
+				    "hostname mismatch");
+	assert_verify_text_has(&hs, "expected 'localhost'");
+	assert_verify_text_has(&hs, "DNS:wrong.example");
+	assert_verify_text_has(&hs, "subject CN=wrong.example");
+
+	handshake_with_server_cert("server.pem", "server.key", "other.example",
+				   verifying_client, &hs);
+	assert_int_equal(hs.verify_result, X509_V_ERR_HOSTNAME_MISMATCH);
+	assert_verify_text_has(&hs, "expected 'other.example'");
+	assert_verify_text_has(&hs, "DNS:localhost");
+	assert_verify_text_has(&hs, "IP:127.0.0.1");
+
+	handshake_with_server_cert("server.pem", "server.key", "192.0.2.1",
+				   verifying_client, &hs);
+	assert_int_equal(hs.verify_result, X509_V_ERR_IP_ADDRESS_MISMATCH);
+	assert_verify_text_has(&hs, "IP address mismatch");
+	assert_verify_text_has(&hs, "expected '192.0.2.1'");
+	assert_verify_text_has(&hs, "IP:127.0.0.1");
+}
+
+static void test_verify_error_names_expiry(void **state)
+{
+	char not_after[32], text[64];
+	struct handshake hs;
+
+	handshake_with_server_cert("expired.pem", "expired.key", "localhost",
+				   verifying_client, &hs);
+	assert_int_equal(hs.verify_result, X509_V_ERR_CERT_HAS_EXPIRED);
+	assert_verify_text_has(&hs, "certificate verification failed: "
+				    "certificate has expired");
+	assert_verify_text_has(&hs, "subject CN=localhost");
+	cert_not_after("expired.pem", not_after, sizeof(not_after));
+	snprintf(text, sizeof(text), "notAfter %s", not_after);
+	assert_verify_text_has(&hs, text);
+	assert_verify_text_has(&hs, "renew");
+
+	/* An unknown issuer names the subject and the issuer. */
+	handshake_with_server_cert("rogue.pem", "rogue.key", "localhost",
+				   verifying_client, &hs);
+	assert_verify_text_has(&hs, "subject CN=");
+	assert_verify_text_has(&hs, "issuer CN=");
+}
+
 static void test_handshake_ip_hosts(void **state)
 {
 	struct handshake hs;
@@ -852,6 +940,8 @@ int main(void)
 		cmocka_unit_test(test_key_file_errors),
 		cmocka_unit_test(test_password_decrypts_key),
 		cmocka_unit_test(test_handshake_rejects_bad_servers),
+		cmocka_unit_test(test_verify_error_names_hosts),
+		cmocka_unit_test(test_verify_error_names_expiry),
 		cmocka_unit_test(test_handshake_ip_hosts),
 		cmocka_unit_test(test_handshake_sni_options),
 		cmocka_unit_test(test_server_requires_client_cert),
