@@ -288,14 +288,14 @@ start_kdist_selftest() {
 	KD_PORT=$(epmd -port "$KD_EPMD_PORT" -names | sed -n "s/^name $1 at port //p")
 }
 
-# stop_kdist PID: SIGTERM and wait up to 10 s (times KD_SCALE); returns
-# the exit status.
+# stop_kdist PID [SECONDS]: SIGTERM and wait up to SECONDS (default 10)
+# times KD_SCALE; returns the exit status.
 stop_kdist() {
 	kill -TERM "$1" 2>/dev/null || return 1
-	tries=$((100 * KD_SCALE))
+	tries=$((${2:-10} * 10 * KD_SCALE))
 	while kill -0 "$1" 2>/dev/null; do
 		tries=$((tries - 1))
-		[ $tries -gt 0 ] || fail "kdist pid $1 still running $((10 * KD_SCALE)) s after SIGTERM"
+		[ $tries -gt 0 ] || fail "kdist pid $1 still running $((${2:-10} * KD_SCALE)) s after SIGTERM"
 		sleep 0.1
 	done
 	wait "$1"

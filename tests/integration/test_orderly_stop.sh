@@ -27,7 +27,10 @@ for otp in $(kd_otps); do
 		size=${run#*:}
 		when=${size#*:}
 		size=${size%:*}
-		start_kdist "stop${otp}_${size}_$when"
+		# The stop timeout is long enough for an emulated VM: this test
+		# checks what arrives, test_stop_timeout.sh the time limit.
+		start_kdist "stop${otp}_${size}_$when" \
+			-stop_timeout $((30000 * KD_SCALE))
 		log=$KD_TMP/log/erl-stop_drain-$otp
 		rm -f "$log"
 		erl_check "$otp" stop_drain "$KD_NODE" $count $size &
@@ -40,7 +43,7 @@ for otp in $(kd_otps); do
 			# queue that is partly sent.
 			sleep 0.2
 		fi
-		stop_kdist $KD_PID
+		stop_kdist $KD_PID 40
 		wait $check || fail "OTP $otp ($count x $size, $when): $(erl_why stop_drain "$otp")"
 		got=$(sed -n 's/.*stop_drain received \([0-9]*\),.*/\1/p' "$log")
 		reason=$(sed -n 's/.*stop_drain received [0-9]*, nodedown \(.*\)/\1/p' "$log")
