@@ -69,6 +69,19 @@ static uint64_t echo_backlog_count(struct echo *e)
 	return n;
 }
 
+/* Frees the replies still waiting, once the node has stopped. */
+static void echo_free_backlog(struct echo *e)
+{
+	while (e->head) {
+		struct echo_reply *r = e->head;
+
+		e->head = r->next;
+		free(r);
+	}
+	e->tail = NULL;
+	e->bytes = 0;
+}
+
 /* Sends what waits; echo->lock held. */
 static void echo_flush(struct echo *e)
 {
@@ -261,6 +274,25 @@ static void block_signals(sigset_t *set)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+/* Ends the process at a second SIGINT or SIGTERM, for an operator who does
+ * not want to wait for the orderly stop. */
+static void *force_exit(void *arg)
+{
+	sigset_t set;
+	int sig;
+
+	(void)arg;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	if (sigwait(&set, &sig) == 0) {
+		fprintf(stderr, "kdist: second %s during the stop: exiting without waiting for the connections to close\n",
+			sig == SIGINT ? "SIGINT" : "SIGTERM");
+		_exit(1);
+	}
+	return NULL;
+}
+
 int cmd_node(int argc, char **argv)
 {
 	struct kdist_mailbox *sink_mbox;
@@ -268,6 +300,7 @@ int cmd_node(int argc, char **argv)
 	struct sink sink = { 0 };
 	struct cli_opts o;
 	struct kdist_node *node;
+	pthread_t forcer;
 	sigset_t set;
 	int sig;
 
@@ -308,6 +341,8 @@ int cmd_node(int argc, char **argv)
 
 	sigwait(&set, &sig);
 	printf("kdist: stopping on %s\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	if (pthread_create(&forcer, NULL, force_exit, NULL) == 0)
+		pthread_detach(forcer);
 	printf("kdist: sink received %llu messages, %llu bytes\n",
 	       (unsigned long long)atomic_load(&sink.messages),
 	       (unsigned long long)atomic_load(&sink.bytes));
@@ -317,6 +352,10 @@ int cmd_node(int argc, char **argv)
 	printf("kdist: echo: %llu replies accepted for sending, %llu not accepted (the node was stopping)\n",
 	       (unsigned long long)echo.accepted,
 	       (unsigned long long)(echo.rejected + echo_backlog_count(&echo)));
+	if (echo.dropped > 0)
+		printf("kdist: echo: %llu replies dropped because the backlog was full\n",
+		       (unsigned long long)echo.dropped);
+	echo_free_backlog(&echo);
 	kdist_node_destroy(node);
 	return 0;
 }

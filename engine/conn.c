@@ -757,6 +757,9 @@ static void session_fill_tls(struct kd_session *s, struct kd_hsconn *c)
 /* Flushes what waited for the connection; node->lock held. */
 static void peer_flush_queue(struct kd_peer *p, struct kd_session *s)
 {
+	size_t failed = 0, failed_bytes = 0;
+	int last_err = 0;
+
 	while (p->q_head) {
 		struct kd_pending_msg *m = p->q_head;
 		int err = kd_session_send_raw(
@@ -764,14 +767,19 @@ static void peer_flush_queue(struct kd_peer *p, struct kd_session *s)
 			m->msg_len ? m->data + m->ctrl_len : NULL, m->msg_len,
 			KD_SEND_FORCE);
 
-		if (err)
-			kd_err("conn %s: queued message of %zu bytes not sent: "
-			       "%s",
-			       p->name, m->ctrl_len + m->msg_len,
-			       strerror(-err));
+		if (err) {
+			failed++;
+			failed_bytes += m->ctrl_len + m->msg_len;
+			last_err = err;
+		}
 		p->q_head = m->next;
 		free(m);
 	}
+	/* One line for the whole queue: a link that closes as it comes up
+	 * fails every message the same way. */
+	if (failed > 0)
+		kd_err("conn %s: %zu queued messages (%zu bytes) not sent: %s",
+		       p->name, failed, failed_bytes, strerror(-last_err));
 	p->q_tail = NULL;
 	p->q_bytes = 0;
 }

@@ -92,6 +92,8 @@ struct kd_session {
 	/* Large messages being fed to the link in fragments (send.c). */
 	pthread_mutex_t bulk_lock;
 	struct kd_bulk *bulk_head, *bulk_tail;
+	/* Whether bulk_head is set, for a check without bulk_lock. */
+	atomic_bool bulk_queued;
 	size_t bulk_bytes;
 	bool bulk_blocked; /* a sender got -EAGAIN from the bulk queue */
 	uint64_t frag_seq;

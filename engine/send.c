@@ -107,8 +107,10 @@ bool kd_session_feed(struct kd_session *s)
 		if (b->next_frag < b->nfrags)
 			continue;
 		s->bulk_head = b->next;
-		if (!s->bulk_head)
+		if (!s->bulk_head) {
 			s->bulk_tail = NULL;
+			atomic_store(&s->bulk_queued, false);
+		}
 		s->bulk_bytes -= b->ctrl_len + b->msg_len;
 		bulk_free(b);
 	}
@@ -198,6 +200,7 @@ static int bulk_append(struct kd_session *s, const void *sender,
 	else
 		s->bulk_head = b;
 	s->bulk_tail = b;
+	atomic_store(&s->bulk_queued, true);
 	s->bulk_bytes += ctrl_len + msg_len;
 	return 0;
 }
@@ -232,7 +235,9 @@ int kd_session_send_raw(struct kd_session *s, const void *sender,
 		msg_len = 0;
 	}
 	big = msg_len > KD_FRAG_SIZE;
-	if (!big && !(sender && s->bulk_head))
+	/* A sender with a large message queued finds bulk_queued set, since
+	 * it appended that message itself. */
+	if (!big && !(sender && atomic_load(&s->bulk_queued)))
 		return link_send_header_form(s, ctrl, ctrl_len, msg, msg_len,
 					     flags);
 
@@ -282,6 +287,7 @@ void kd_session_bulk_free(struct kd_session *s)
 		kd_warn("conn %s: %zu large messages were not sent: the connection closed first",
 			s->peer_name, n);
 	s->bulk_tail = NULL;
+	atomic_store(&s->bulk_queued, false);
 	s->bulk_bytes = 0;
 }
 

@@ -13,6 +13,8 @@
 #   - after SIGCONT the erl check receives replies 1..K in order, with no
 #     gap, then nodedown, and K is at most the number of replies kdist
 #     accepted for sending.
+# Then, with -stop_timeout 60000, a second SIGTERM one second into the stop
+# ends kdist at once with status 1 and a line that says why.
 . "$(dirname "$0")/lib.sh"
 kd_init
 need_kdist
@@ -62,4 +64,33 @@ for otp in $(kd_otps); do
 	grep -q "queued bytes were not sent" "$KD_ERR" ||
 		fail "OTP $otp: kdist did not log the queued bytes it dropped"
 done
+
+# A second SIGTERM ends a stop that would wait 60 s for a stalled peer.
+otp=$(kd_otps | awk '{print $1}')
+start_kdist forced -stop_timeout 60000
+log=$KD_TMP/log/erl-stop_drain-$otp
+rm -f "$log"
+erl_check "$otp" stop_drain "$KD_NODE" 4000 65536 &
+check=$!
+kd_track $check
+wait_for "$log" "stop_drain sent" 30 ||
+	fail "forced stop: the erl check sent nothing: $(tail -n 2 "$log")"
+beam=$(pgrep -f "beam.*kdist_peer main stop_drain $KD_NODE") ||
+	fail "forced stop: cannot find the erl check's beam process"
+kill -STOP $beam
+sleep 1
+kill -TERM $KD_PID
+wait_for "$KD_OUT" '^kdist: stopping on SIGTERM' 5 ||
+	fail "forced stop: kdist did not start its stop"
+sleep 1
+t0=$(kd_now_ms)
+stop_kdist $KD_PID 5
+status=$?
+took=$(($(kd_now_ms) - t0))
+kill -CONT $beam
+wait $check
+echo "# second SIGTERM: kdist exited with status $status in $took ms: $(grep 'second SIGTERM' "$KD_ERR")"
+[ "$status" -eq 1 ] || fail "forced stop: kdist exited with status $status, expected 1"
+grep -q "second SIGTERM during the stop: exiting without waiting" "$KD_ERR" ||
+	fail "forced stop: kdist did not say why it exited: $(tail -n 2 "$KD_ERR")"
 ok
