@@ -797,6 +797,12 @@ static void hsconn_finish(struct kd_hsconn *c)
 	int err;
 
 	snprintf(c->peer, sizeof(c->peer), "%s", c->hs.peer_node);
+	if (atomic_load(&node->draining)) {
+		hsconn_fail(c, -ESHUTDOWN,
+			    "this node is stopping, so the connection is not "
+			    "set up");
+		return;
+	}
 	s = calloc(1, sizeof(*s));
 	if (!s) {
 		hsconn_fail(c, -ENOMEM, "out of memory");
@@ -1026,6 +1032,13 @@ static void control_accept(struct kdist_node *node)
 				kd_err("listen: accept failed: %s",
 				       strerror(errno));
 			return;
+		}
+		if (atomic_load(&node->draining)) {
+			if (node->closed_at_stop++ == 0)
+				kd_info("listen: the node is stopping: closing "
+					"new incoming connections");
+			close(fd);
+			continue;
 		}
 		set_nonblock_nodelay(fd);
 		c = hsconn_new(node, fd, false);
@@ -1526,6 +1539,7 @@ int kd_control_start(struct kdist_node *node)
 	}
 	atomic_store(&node->stopping, false);
 	atomic_store(&node->draining, false);
+	node->closed_at_stop = 0;
 	node->running = true;
 	if (kd_thread_create(&node->control, NULL, control_main, node) != 0) {
 		err = kd_fail(EAGAIN, "control: cannot start thread");
@@ -1605,6 +1619,9 @@ void kd_control_stop(struct kdist_node *node)
 	while (atomic_load(&node->resolvers) > 0)
 		usleep(10000);
 	control_drain(node);
+	if (node->closed_at_stop > 0)
+		kd_info("listen: closed %u incoming connections during the stop",
+			node->closed_at_stop);
 	if (node->listen_fd >= 0)
 		close(node->listen_fd);
 	if (node->epmd_fd >= 0)

@@ -13,8 +13,9 @@
 #   - after SIGCONT the erl check receives replies 1..K in order, with no
 #     gap, then nodedown, and K is at most the number of replies kdist
 #     accepted for sending.
-# Then, with -stop_timeout 60000, a second SIGTERM one second into the stop
-# ends kdist at once with status 1 and a line that says why.
+# Then, with -stop_timeout 60000: an erl ping during the stop gets pang
+# without a nodeup on the kdist side, and a second SIGTERM ends kdist at
+# once with status 1 and a line that says why.
 . "$(dirname "$0")/lib.sh"
 kd_init
 need_kdist
@@ -82,7 +83,14 @@ sleep 1
 kill -TERM $KD_PID
 wait_for "$KD_OUT" '^kdist: stopping on SIGTERM' 5 ||
 	fail "forced stop: kdist did not start its stop"
-sleep 1
+# A node that is stopping takes no new connections.
+ups=$(grep -c '^kdist: nodeup ' "$KD_OUT")
+erl_check "$otp" pang "$KD_NODE" ||
+	fail "forced stop: an erl ping during the stop: $(erl_why pang "$otp")"
+grep -q "closing new incoming connections" "$KD_ERR" ||
+	fail "forced stop: kdist did not log that it closes new connections"
+[ "$(grep -c '^kdist: nodeup ' "$KD_OUT")" -eq "$ups" ] ||
+	fail "forced stop: a nodeup during the stop: $(grep '^kdist: nodeup ' "$KD_OUT" | tail -n 1)"
 t0=$(kd_now_ms)
 stop_kdist $KD_PID 5
 status=$?
