@@ -603,9 +603,11 @@ int kdist_mailbox_open(struct kdist_node *node, const char *name,
 	if (name && (strlen(name) == 0 || strlen(name) > KDIST_MAX_ATOM))
 		return kd_fail(EINVAL, "mailbox: invalid name '%s'", name);
 	if (!node->creation)
-		return kd_fail(EAGAIN, "mailbox: open mailboxes after "
-				       "kdist_node_start(), which gives the "
-				       "node its creation");
+		return kd_fail(ENOTCONN, "mailbox: node %s is not started; "
+					 "open mailboxes after "
+					 "kdist_node_start(), which gives the "
+					 "node its creation",
+			       node->name);
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;

@@ -183,7 +183,12 @@ typedef void (*kdist_receive_fn)(void *user, struct kdist_mailbox *mbox,
 				 const struct kdist_pid *from,
 				 const void *payload, size_t len);
 
-/* Creates a mailbox with a pid; @name registers it (NULL: unregistered). */
+/*
+ * Creates a mailbox with a pid; @name registers it (NULL: unregistered).
+ * Open mailboxes after kdist_node_start(), which gives the node the
+ * creation that pids carry: before it, this returns -ENOTCONN. Returns
+ * -EEXIST when @name is already registered.
+ */
 int kdist_mailbox_open(struct kdist_node *node, const char *name,
 		       kdist_receive_fn fn, void *user,
 		       struct kdist_mailbox **out);

@@ -557,6 +557,33 @@ static void node_ticks_keep_link(void **state)
 	assert_int_equal(down_count(e), 0);
 }
 
+/* A mailbox needs the creation that kdist_node_start() gets from EPMD, so
+ * opening one earlier fails with its own errno, not the -EAGAIN of a full
+ * send queue. */
+static void node_mailbox_open_before_start(void **state)
+{
+	struct env *e = *state;
+	struct kdist_node *node = NULL;
+	struct kdist_mailbox *mbox = NULL;
+	struct kdist_config cfg;
+
+	kdist_config_init(&cfg);
+	cfg.node_name = "early@localhost";
+	cfg.cookie = "cookie-one";
+	cfg.epmd_port = e->epmd_port;
+	cfg.proto = KDIST_PROTO_INET_TCP;
+	cfg.log_level = KDIST_LOG_WARN;
+	assert_int_equal(kdist_node_create(&cfg, &node), 0);
+	assert_int_equal(kdist_mailbox_open(node, "early", NULL, NULL, &mbox),
+			 -ENOTCONN);
+	assert_null(mbox);
+	assert_non_null(strstr(kdist_strerror(), "kdist_node_start()"));
+	assert_int_equal(kdist_node_start(node), 0);
+	assert_int_equal(kdist_mailbox_open(node, "early", NULL, NULL, &mbox),
+			 0);
+	kdist_node_destroy(node);
+}
+
 static void node_payload_must_be_etf(void **state)
 {
 	struct env *e = *state;
@@ -592,6 +619,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(node_ticks_keep_link,
 						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_payload_must_be_etf,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_mailbox_open_before_start,
 						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_stop_sends_queue,
 						setup_tcp, teardown),
