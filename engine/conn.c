@@ -47,6 +47,14 @@ struct hs_extra {
 	struct hs_input in;
 };
 
+/* Set on each node's control thread. */
+static __thread bool on_control_thread;
+
+bool kd_on_engine_thread(void)
+{
+	return on_control_thread || kd_loop_on_data_thread();
+}
+
 static struct hs_extra *hs_extra_of(struct kd_hsconn *c)
 {
 	return (struct hs_extra *)(c + 1);
@@ -1404,6 +1412,7 @@ static void *control_main(void *arg)
 	struct kd_hsconn **owners = NULL;
 	size_t cap = 0;
 
+	on_control_thread = true;
 	while (!atomic_load(&node->stopping)) {
 		uint64_t now = kd_now_ns();
 		size_t n = 0, want = 3;

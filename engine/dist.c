@@ -40,10 +40,12 @@ static void deliver(struct kdist_mailbox *m, const erlang_pid *from,
 {
 	struct kdist_pid pub;
 
+	if (!m->fn || !kd_mailbox_enter(m))
+		return;
 	if (from)
 		kd_pid_to_public(from, &pub);
-	if (m->fn)
-		m->fn(m->user, m, from ? &pub : NULL, payload, len);
+	m->fn(m->user, m, from ? &pub : NULL, payload, len);
+	kd_mailbox_leave(m);
 }
 
 /*

@@ -487,6 +487,8 @@ static void node_free_peers(struct kdist_node *node)
 	}
 }
 
+static void mailbox_free(struct kdist_mailbox *m);
+
 void kdist_node_destroy(struct kdist_node *node)
 {
 	struct kdist_mailbox *m, *next;
@@ -496,9 +498,7 @@ void kdist_node_destroy(struct kdist_node *node)
 	kdist_node_stop(node);
 	for (m = node->mailboxes; m; m = next) {
 		next = m->next;
-		pthread_mutex_destroy(&m->lock);
-		free(m->rels);
-		free(m);
+		mailbox_free(m);
 	}
 	node_free_peers(node);
 	if (node->server_ctx)
@@ -594,6 +594,38 @@ void kd_node_make_ref(struct kdist_node *node, erlang_ref *ref)
 
 /* ---- mailboxes ---- */
 
+/* Pid numbers of the 2^28 that a 15-bit number and a 13-bit serial give,
+ * the fields OTP uses for a pid's external form. */
+#define KD_PID_SPACE (1u << 28)
+
+static bool mailbox_pid_open(struct kdist_node *node, uint32_t num,
+			     uint32_t serial)
+{
+	for (struct kdist_mailbox *m = node->mailboxes; m; m = m->next)
+		if (!m->closed && m->epid.num == num && m->epid.serial == serial)
+			return true;
+	return false;
+}
+
+/* Gives @pid the next number and serial, as OTP counts them, so a pid
+ * comes back only after 2^28 mailboxes, and never while one that holds it
+ * is open. node->lock held. */
+static void mailbox_next_pid(struct kdist_node *node, erlang_pid *pid)
+{
+	uint32_t next;
+
+	do {
+		next = node->next_pid++;
+		if (node->next_pid == KD_PID_SPACE) {
+			node->next_pid = 1;
+			node->pids_wrapped = true;
+		}
+		pid->num = next & 0x7fff;
+		pid->serial = next >> 15;
+	} while (node->pids_wrapped &&
+		 mailbox_pid_open(node, pid->num, pid->serial));
+}
+
 int kdist_mailbox_open(struct kdist_node *node, const char *name,
 		       kdist_receive_fn fn, void *user,
 		       struct kdist_mailbox **out)
@@ -616,6 +648,7 @@ int kdist_mailbox_open(struct kdist_node *node, const char *name,
 	m->user = user;
 	atomic_init(&m->refs, 1);
 	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->idle, NULL);
 	if (name)
 		snprintf(m->name, sizeof(m->name), "%s", name);
 
@@ -624,6 +657,7 @@ int kdist_mailbox_open(struct kdist_node *node, const char *name,
 		for (struct kdist_mailbox *o = node->mailboxes; o; o = o->next)
 			if (!o->closed && strcmp(o->name, name) == 0) {
 				pthread_mutex_unlock(&node->lock);
+				pthread_cond_destroy(&m->idle);
 				pthread_mutex_destroy(&m->lock);
 				free(m);
 				return kd_fail(EEXIST,
@@ -633,8 +667,7 @@ int kdist_mailbox_open(struct kdist_node *node, const char *name,
 			}
 	}
 	snprintf(m->epid.node, sizeof(m->epid.node), "%s", node->name);
-	m->epid.num = node->next_pid++ & 0x7fff;
-	m->epid.serial = 0;
+	mailbox_next_pid(node, &m->epid);
 	m->epid.creation = node->creation;
 	kd_pid_to_public(&m->epid, &m->pid);
 	m->next = node->mailboxes;
@@ -682,11 +715,51 @@ struct kdist_mailbox *kd_mailbox_find_pid(struct kdist_node *node,
 	return m;
 }
 
-/* Drops a reference. The memory itself stays on the node's list until
- * the node is destroyed, so a racing lookup never touches freed memory. */
+static void mailbox_free(struct kdist_mailbox *m)
+{
+	pthread_cond_destroy(&m->idle);
+	pthread_mutex_destroy(&m->lock);
+	free(m->rels);
+	free(m);
+}
+
+/* Drops a reference and frees a closed mailbox with its last one. Lookups
+ * skip closed mailboxes, so none can take a reference meanwhile. */
 void kd_mailbox_put(struct kdist_mailbox *mbox)
 {
-	atomic_fetch_sub(&mbox->refs, 1);
+	struct kdist_node *node = mbox->node;
+	struct kdist_mailbox **pp;
+
+	if (atomic_fetch_sub(&mbox->refs, 1) != 1)
+		return;
+	pthread_mutex_lock(&node->lock);
+	for (pp = &node->mailboxes; *pp; pp = &(*pp)->next)
+		if (*pp == mbox) {
+			*pp = mbox->next;
+			break;
+		}
+	pthread_mutex_unlock(&node->lock);
+	mailbox_free(mbox);
+}
+
+bool kd_mailbox_enter(struct kdist_mailbox *mbox)
+{
+	bool open;
+
+	pthread_mutex_lock(&mbox->lock);
+	open = !mbox->closed;
+	if (open)
+		mbox->running++;
+	pthread_mutex_unlock(&mbox->lock);
+	return open;
+}
+
+void kd_mailbox_leave(struct kdist_mailbox *mbox)
+{
+	pthread_mutex_lock(&mbox->lock);
+	if (--mbox->running == 0 && mbox->closed)
+		pthread_cond_broadcast(&mbox->idle);
+	pthread_mutex_unlock(&mbox->lock);
 }
 
 /* Sends the exit signals a closing mailbox owes: EXIT to each linked
@@ -731,9 +804,19 @@ void kdist_mailbox_close(struct kdist_mailbox *mbox, const char *reason)
 		pthread_mutex_unlock(&node->lock);
 		return;
 	}
+	pthread_mutex_lock(&mbox->lock);
 	mbox->closed = true;
+	pthread_mutex_unlock(&mbox->lock);
 	pthread_mutex_unlock(&node->lock);
 	mailbox_signal_exit(mbox, reason ? reason : "normal");
+	/* A callback that closes a mailbox cannot wait: it may be that
+	 * mailbox's own callback, and no callback may block. */
+	if (!kd_on_engine_thread()) {
+		pthread_mutex_lock(&mbox->lock);
+		while (mbox->running > 0)
+			pthread_cond_wait(&mbox->idle, &mbox->lock);
+		pthread_mutex_unlock(&mbox->lock);
+	}
 	kd_mailbox_put(mbox);
 }
 

@@ -42,7 +42,10 @@ struct kd_relation {
 	erlang_ref ref; /* monitors only */
 };
 
-/* Owned by the node; reachable from any thread through node->lock. */
+/*
+ * Owned by the node; reachable from any thread through node->lock. The
+ * last reference, which kdist_mailbox_close() or a lookup drops, frees it.
+ */
 struct kdist_mailbox {
 	struct kdist_node *node;
 	struct kdist_pid pid;
@@ -50,9 +53,12 @@ struct kdist_mailbox {
 	char name[MAXATOMLEN_UTF8]; /* empty when unregistered */
 	kdist_receive_fn fn;
 	void *user;
+	/* One for the owner until kdist_mailbox_close(), one per lookup. */
 	atomic_int refs;
-	bool closed;		/* under node->lock */
-	pthread_mutex_t lock;	/* protects rels */
+	bool closed;		/* set under node->lock and lock */
+	pthread_mutex_t lock;	/* protects rels, closed and running */
+	pthread_cond_t idle;	/* running dropped to 0 */
+	unsigned running;	/* receive callbacks in progress */
 	struct kd_relation *rels;
 	size_t n_rels, cap_rels;
 	struct kdist_mailbox *next; /* node->mailboxes */
@@ -206,6 +212,7 @@ struct kdist_node {
 	struct kd_peer *peers[KD_PEER_BUCKETS];
 	struct kdist_mailbox *mailboxes;
 	uint32_t next_pid;
+	bool pids_wrapped; /* every pid number has been handed out once */
 	uint32_t next_ref;
 	struct kdist_mailbox *net_kernel;
 
@@ -239,6 +246,10 @@ struct kdist_mailbox *kd_mailbox_find_name(struct kdist_node *node,
 struct kdist_mailbox *kd_mailbox_find_pid(struct kdist_node *node,
 					  const erlang_pid *pid);
 void kd_mailbox_put(struct kdist_mailbox *mbox);
+/* Brackets a receive callback of @mbox; false when it is closed and the
+ * callback must not run. */
+bool kd_mailbox_enter(struct kdist_mailbox *mbox);
+void kd_mailbox_leave(struct kdist_mailbox *mbox);
 void kd_post_cmd(struct kdist_node *node, struct kd_cmd *cmd);
 void kd_pid_to_public(const erlang_pid *in, struct kdist_pid *out);
 void kd_pid_from_public(const struct kdist_pid *in, erlang_pid *out);
@@ -269,6 +280,9 @@ void kd_session_fill_stats(const struct kd_session *s,
 /* conn.c */
 int kd_control_start(struct kdist_node *node);
 void kd_control_stop(struct kdist_node *node);
+/* True on a control thread or a data thread, where callbacks run and the
+ * API must not wait. */
+bool kd_on_engine_thread(void);
 
 /* dist.c */
 extern const struct kd_link_callbacks kd_session_callbacks;

@@ -187,13 +187,25 @@ typedef void (*kdist_receive_fn)(void *user, struct kdist_mailbox *mbox,
  * Creates a mailbox with a pid; @name registers it (NULL: unregistered).
  * Open mailboxes after kdist_node_start(), which gives the node the
  * creation that pids carry: before it, this returns -ENOTCONN. Returns
- * -EEXIST when @name is already registered.
+ * -EEXIST when @name is already registered. Pids count up as OTP's do and
+ * come back only after 2^28 more mailboxes, so opening and closing one
+ * per request is fine.
  */
 int kdist_mailbox_open(struct kdist_node *node, const char *name,
 		       kdist_receive_fn fn, void *user,
 		       struct kdist_mailbox **out);
-/* Unregisters and closes: linked and monitoring remote processes get an
- * exit signal with reason @reason (an atom such as "normal"). */
+/*
+ * Unregisters, closes and frees @mbox: linked and monitoring remote
+ * processes get an exit signal with reason @reason (an atom such as
+ * "normal"), and no receive callback of @mbox starts after the call.
+ * Called from an application thread, it returns once the callbacks of
+ * @mbox that data threads are running have returned, so @user may be freed
+ * then. Called from a callback, it does not wait: with data_threads above
+ * 1, a callback of @mbox on another data thread may still be running, so
+ * free @user from an application thread or after kdist_node_stop().
+ * @mbox and the pid of kdist_mailbox_pid() must not be used after the
+ * call, except by a callback of @mbox that is still running.
+ */
 void kdist_mailbox_close(struct kdist_mailbox *mbox, const char *reason);
 const struct kdist_pid *kdist_mailbox_pid(const struct kdist_mailbox *mbox);
 

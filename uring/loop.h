@@ -75,6 +75,8 @@ struct kd_link_stats {
 };
 
 int kd_loop_create(unsigned nthreads, struct kd_loop **out);
+/* True when the calling thread is a data thread of any loop. */
+bool kd_loop_on_data_thread(void);
 /* Closes every link (each gets its closed callback) and joins threads. */
 void kd_loop_destroy(struct kd_loop *loop);
 

@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 #include <ei.h>
+#include <malloc.h>
 
 #include "epmd.h"
 #include "kdist.h"
@@ -584,6 +585,109 @@ static void node_mailbox_open_before_start(void **state)
 	kdist_node_destroy(node);
 }
 
+/* A receive callback that takes its time, to close its mailbox while it
+ * runs. */
+struct slow_box {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool entered;
+	bool left;
+};
+
+static void slow_receive(void *user, struct kdist_mailbox *mbox,
+			 const struct kdist_pid *from, const void *payload,
+			 size_t len)
+{
+	struct slow_box *sb = user;
+
+	pthread_mutex_lock(&sb->lock);
+	sb->entered = true;
+	pthread_cond_broadcast(&sb->cond);
+	pthread_mutex_unlock(&sb->lock);
+	usleep(300000);
+	pthread_mutex_lock(&sb->lock);
+	sb->left = true;
+	pthread_mutex_unlock(&sb->lock);
+}
+
+/* kdist_mailbox_close() from an application thread returns only once the
+ * callbacks already running on data threads have returned, so the user
+ * pointer may be freed right after it. */
+static void node_mailbox_close_waits(void **state)
+{
+	struct env *e = *state;
+	struct slow_box sb = { .lock = PTHREAD_MUTEX_INITIALIZER,
+			       .cond = PTHREAD_COND_INITIALIZER };
+	struct kdist_mailbox *slow;
+	struct timespec ts;
+	ei_x_buff x;
+	bool left;
+
+	assert_int_equal(kdist_mailbox_open(e->b, "slow", slow_receive, &sb,
+					    &slow),
+			 0);
+	ei_x_new_with_version(&x);
+	ei_x_encode_atom(&x, "hello");
+	assert_int_equal(kdist_send_name(e->mb_a, "node_b@localhost", "slow",
+					 x.buff, (size_t)x.index),
+			 0);
+	ei_x_free(&x);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 10;
+	pthread_mutex_lock(&sb.lock);
+	while (!sb.entered &&
+	       pthread_cond_timedwait(&sb.cond, &sb.lock, &ts) == 0)
+		;
+	assert_true(sb.entered);
+	pthread_mutex_unlock(&sb.lock);
+	kdist_mailbox_close(slow, "normal");
+	pthread_mutex_lock(&sb.lock);
+	left = sb.left;
+	pthread_mutex_unlock(&sb.lock);
+	assert_true(left);
+}
+
+/* Opening and closing a mailbox per request frees each one, and the pids
+ * keep counting through the serial, so none repeats the pid of a mailbox
+ * that is still open. */
+static void node_mailbox_churn(void **state)
+{
+	struct env *e = *state;
+	const struct kdist_pid *keep = kdist_mailbox_pid(e->mb_b);
+	struct kdist_pid last = { 0 };
+	struct mallinfo2 before, after;
+	struct kdist_mailbox *m;
+	size_t grown, repeats = 0;
+	ei_x_buff x;
+
+	before = mallinfo2();
+	for (unsigned i = 0; i < 40000; i++) {
+		assert_int_equal(kdist_mailbox_open(e->b, NULL, NULL, NULL, &m),
+				 0);
+		if (kdist_mailbox_pid(m)->id == keep->id &&
+		    kdist_mailbox_pid(m)->serial == keep->serial)
+			repeats++;
+		last = *kdist_mailbox_pid(m);
+		kdist_mailbox_close(m, "normal");
+	}
+	after = mallinfo2();
+	assert_int_equal(repeats, 0);
+	assert_int_not_equal(last.serial, 0);
+	/* Kept mailboxes would hold about 1 KiB each, 40 MB in all. */
+	grown = after.uordblks > before.uordblks
+			? after.uordblks - before.uordblks
+			: 0;
+	assert_true(grown < 4u * 1024 * 1024);
+
+	ei_x_new(&x);
+	encode_seq(&x, 1);
+	assert_int_equal(kdist_send_pid(e->mb_a, keep, x.buff,
+					(size_t)x.index),
+			 0);
+	ei_x_free(&x);
+	assert_true(inbox_wait(&e->box_b, 1, 10000));
+}
+
 static void node_payload_must_be_etf(void **state)
 {
 	struct env *e = *state;
@@ -621,6 +725,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(node_payload_must_be_etf,
 						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_mailbox_open_before_start,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_mailbox_close_waits,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_mailbox_churn,
 						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_stop_sends_queue,
 						setup_tcp, teardown),
