@@ -790,6 +790,7 @@ static void hsconn_finish(struct kd_hsconn *c)
 	pthread_mutex_lock(&node->lock);
 	p = kd_peer_get(node, c->peer, true);
 	s->peer = p;
+	s->id = ++node->next_session_id;
 	err = kd_loop_attach(node->loop, &lp, &s->link);
 	if (err) {
 		pthread_mutex_unlock(&node->lock);
@@ -1242,7 +1243,6 @@ static void control_link_closed(struct kdist_node *node,
 	if (was_current) {
 		struct kdist_conn_stats st;
 
-		kd_mailbox_drop_node(node, s->peer_name);
 		kd_session_fill_stats(s, &s->final_stats, &st);
 		if (down)
 			down(user, s->peer_name, s->close_reason, &st);

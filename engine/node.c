@@ -820,29 +820,6 @@ void kdist_mailbox_close(struct kdist_mailbox *mbox, const char *reason)
 	kd_mailbox_put(mbox);
 }
 
-/* Forgets the links and monitors held by processes on @peer, which has
- * gone down. */
-void kd_mailbox_drop_node(struct kdist_node *node, const char *peer)
-{
-	pthread_mutex_lock(&node->lock);
-	for (struct kdist_mailbox *m = node->mailboxes; m; m = m->next) {
-		size_t j = 0;
-
-		pthread_mutex_lock(&m->lock);
-		for (size_t i = 0; i < m->n_rels; i++)
-			if (strcmp(m->rels[i].remote.node, peer) != 0)
-				m->rels[j++] = m->rels[i];
-		m->n_rels = j;
-		if (j == 0) {
-			free(m->rels);
-			m->rels = NULL;
-			m->cap_rels = 0;
-		}
-		pthread_mutex_unlock(&m->lock);
-	}
-	pthread_mutex_unlock(&node->lock);
-}
-
 int kdist_connect(struct kdist_node *node, const char *peer,
 		  unsigned timeout_ms)
 {

@@ -40,6 +40,7 @@ struct kd_relation {
 	bool monitor;	/* else a link */
 	bool by_name;	/* monitor set on the registered name */
 	erlang_ref ref; /* monitors only */
+	uint64_t session_id; /* the connection it came over; its end breaks it */
 };
 
 /*
@@ -82,6 +83,7 @@ struct kd_session {
 	/* One for the peer table (dropped when the link has closed), one
 	 * per API call that uses the session outside node->lock. */
 	atomic_uint refs;
+	uint64_t id; /* unique for the node's life */
 	struct kdist_node *node;
 	struct kd_peer *peer;
 	struct kd_link *link;
@@ -214,6 +216,7 @@ struct kdist_node {
 	uint32_t next_pid;
 	bool pids_wrapped; /* every pid number has been handed out once */
 	uint32_t next_ref;
+	uint64_t next_session_id;
 	struct kdist_mailbox *net_kernel;
 
 	kdist_nodeup_fn up_fn;
@@ -272,7 +275,6 @@ bool kd_session_feed(struct kd_session *s);
 size_t kd_session_bulk_bytes(const struct kd_session *s);
 size_t kd_node_bulk_pending(struct kdist_node *node);
 void kd_session_bulk_free(struct kd_session *s);
-void kd_mailbox_drop_node(struct kdist_node *node, const char *peer);
 void kd_session_fill_stats(const struct kd_session *s,
 			   const struct kd_link_stats *ls,
 			   struct kdist_conn_stats *st);

@@ -178,6 +178,12 @@ uint16_t kdist_node_port(const struct kdist_node *node);
  * distribution message carried one (REG_SEND, SEND_SENDER), else NULL.
  * @payload is external term format. Both are valid only during the
  * call: copy *@from to reply later.
+ *
+ * Exit signals arrive as {'EXIT', From, Reason}, as for a process that
+ * traps exits. When the connection to a node ends, the mailbox gets
+ * {'EXIT', Pid, noconnection} once for each process on that node linked
+ * to it, after every message that came over that connection, and the
+ * monitors those processes held are dropped.
  */
 typedef void (*kdist_receive_fn)(void *user, struct kdist_mailbox *mbox,
 				 const struct kdist_pid *from,
