@@ -222,6 +222,58 @@ static void hsconn_free(struct kd_hsconn *c)
 	free(c);
 }
 
+/* Queues a callback for control_notify(); node->lock held. */
+static void notice_queue(struct kdist_node *node, enum kd_notice_type type,
+			 const char *peer, const char *reason)
+{
+	struct kd_notice *n = calloc(1, sizeof(*n));
+
+	if (!n) {
+		kd_err("conn %s: out of memory: the %s callback is not called",
+		       peer, type == KD_NOTICE_WRITABLE ? "writable" : "nodedown");
+		return;
+	}
+	n->type = type;
+	snprintf(n->peer, sizeof(n->peer), "%s", peer);
+	snprintf(n->reason, sizeof(n->reason), "%s", reason ? reason : "");
+	if (node->notices_tail)
+		node->notices_tail->next = n;
+	else
+		node->notices = n;
+	node->notices_tail = n;
+}
+
+/* Makes the callbacks that notice_queue() recorded, without node->lock.
+ * Writable callbacks are skipped once kdist_node_stop() has begun, since
+ * sends are refused from then on. */
+static void control_notify(struct kdist_node *node)
+{
+	struct kd_notice *n;
+	kdist_nodedown_fn down;
+	kdist_writable_fn writable;
+	void *down_user, *writable_user;
+
+	pthread_mutex_lock(&node->lock);
+	n = node->notices;
+	node->notices = node->notices_tail = NULL;
+	down = node->down_fn;
+	down_user = node->monitor_user;
+	writable = node->writable_fn;
+	writable_user = node->writable_user;
+	pthread_mutex_unlock(&node->lock);
+	while (n) {
+		struct kd_notice *next = n->next;
+
+		if (n->type == KD_NOTICE_CONNECT_FAILED && down)
+			down(down_user, n->peer, n->reason, NULL);
+		else if (n->type == KD_NOTICE_WRITABLE && writable &&
+			 !atomic_load(&node->draining))
+			writable(writable_user, n->peer);
+		free(n);
+		n = next;
+	}
+}
+
 /* Marks @peer's attempt as over with @err, dropping what was queued for
  * it, and wakes kdist_connect() callers. node->lock held. */
 static void peer_attempt_failed(struct kdist_node *node, struct kd_peer *p,
@@ -248,6 +300,10 @@ static void peer_attempt_failed(struct kdist_node *node, struct kd_peer *p,
 		kd_err("conn %s: dropped %zu queued messages (%zu bytes) "
 		       "because the connection failed: %s",
 		       p->name, dropped, bytes, reason);
+	if (p->report_failure) {
+		p->report_failure = false;
+		notice_queue(node, KD_NOTICE_CONNECT_FAILED, p->name, reason);
+	}
 	pthread_cond_broadcast(&node->cond);
 }
 
@@ -810,6 +866,7 @@ static void hsconn_finish(struct kd_hsconn *c)
 	p->incoming = NULL;
 	p->nok_wait_ns = 0;
 	p->last_error = 0;
+	p->report_failure = false; /* the nodeup below reports the outcome */
 	peer_flush_queue(p, s);
 	if (p->q_blocked) {
 		p->q_blocked = false;
@@ -1460,6 +1517,7 @@ static void *control_main(void *arg)
 					      1000000000ull / 16;
 		}
 		control_sweep(node, now);
+		control_notify(node);
 	}
 	free(pfds);
 	free(owners);
@@ -1557,6 +1615,7 @@ void kd_control_stop(struct kdist_node *node)
 	while (atomic_load(&node->resolvers) > 0)
 		usleep(10000);
 	control_drain(node);
+	control_notify(node);
 	if (node->listen_fd >= 0)
 		close(node->listen_fd);
 	if (node->epmd_fd >= 0)

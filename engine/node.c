@@ -450,8 +450,23 @@ static void node_log_unsent(struct kdist_node *node)
 	}
 }
 
+/* Stop and destroy join the engine's threads, so a callback running on
+ * one of them must not call them. */
+static bool node_called_from_callback(const char *fn)
+{
+	if (!kd_on_engine_thread())
+		return false;
+	kd_err("node: %s() called from a callback, where it would wait for "
+	       "the thread it runs on; nothing done (call it from an "
+	       "application thread)",
+	       fn);
+	return true;
+}
+
 void kdist_node_stop(struct kdist_node *node)
 {
+	if (node_called_from_callback("kdist_node_stop"))
+		return;
 	if (!node->running && !node->loop)
 		return;
 	node_drain(node);
@@ -493,7 +508,7 @@ void kdist_node_destroy(struct kdist_node *node)
 {
 	struct kdist_mailbox *m, *next;
 
-	if (!node)
+	if (!node || node_called_from_callback("kdist_node_destroy"))
 		return;
 	kdist_node_stop(node);
 	for (m = node->mailboxes; m; m = next) {
@@ -824,10 +839,12 @@ int kdist_connect(struct kdist_node *node, const char *peer,
 		  unsigned timeout_ms)
 {
 	uint64_t deadline = kd_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	/* The control thread makes the connection, so a callback, which
+	 * may run on it, starts the attempt and does not wait for it. */
+	bool in_callback = kd_on_engine_thread();
 	struct timespec ts;
 	struct kd_peer *p;
 	struct kd_cmd *cmd;
-	bool start = false;
 	int err = 0;
 
 	if (!strchr(peer, '@'))
@@ -835,26 +852,53 @@ int kdist_connect(struct kdist_node *node, const char *peer,
 			       "connect: invalid node name '%s' (expected "
 			       "name@host)",
 			       peer);
+	cmd = calloc(1, sizeof(*cmd));
+	if (!cmd)
+		return -ENOMEM;
+	cmd->type = KD_CMD_CONNECT;
+	snprintf(cmd->peer, sizeof(cmd->peer), "%s", peer);
 	pthread_mutex_lock(&node->lock);
+	if (!node->running || atomic_load(&node->draining)) {
+		pthread_mutex_unlock(&node->lock);
+		free(cmd);
+		if (node->running)
+			return kd_fail(ESHUTDOWN,
+				       "connect: %s: node %s is stopping",
+				       peer, node->name);
+		return kd_fail(ENOTCONN,
+			       "connect: %s: node %s is not started; call "
+			       "kdist_node_start() first",
+			       peer, node->name);
+	}
 	p = kd_peer_get(node, peer, true);
 	if (!p) {
 		pthread_mutex_unlock(&node->lock);
+		free(cmd);
 		return -ENOMEM;
 	}
+	if (p->state == KD_PEER_UP) {
+		pthread_mutex_unlock(&node->lock);
+		free(cmd);
+		return 0;
+	}
+	if (in_callback)
+		p->report_failure = true;
 	if (p->state == KD_PEER_IDLE) {
 		p->state = KD_PEER_CONNECTING;
 		p->last_error = 0;
-		start = true;
+	} else {
+		free(cmd);
+		cmd = NULL;
 	}
 	pthread_mutex_unlock(&node->lock);
-	if (start) {
-		cmd = calloc(1, sizeof(*cmd));
-		if (!cmd)
-			return -ENOMEM;
-		cmd->type = KD_CMD_CONNECT;
-		snprintf(cmd->peer, sizeof(cmd->peer), "%s", peer);
+	if (cmd)
 		kd_post_cmd(node, cmd);
-	}
+	if (in_callback)
+		return kd_fail(EINPROGRESS,
+			       "connect: %s: connecting in the background, "
+			       "because a callback must not wait; the nodeup "
+			       "or nodedown callback reports the outcome",
+			       peer);
 
 	pthread_mutex_lock(&node->lock);
 	while (p->state == KD_PEER_CONNECTING) {

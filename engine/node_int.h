@@ -137,6 +137,9 @@ struct kd_peer {
 	bool q_blocked; /* a sender got -EAGAIN from the queue */
 	int last_error; /* of the last failed attempt, for kdist_connect */
 	char last_reason[KD_REASON_MAX];
+	/* A kdist_connect() from a callback returned -EINPROGRESS for this
+	 * attempt, so a failure is reported as a nodedown. */
+	bool report_failure;
 	struct kd_peer *next; /* hash chain */
 };
 
@@ -189,6 +192,20 @@ struct kd_cmd {
 	struct kd_cmd *next;
 };
 
+enum kd_notice_type {
+	KD_NOTICE_CONNECT_FAILED, /* nodedown with no statistics */
+	KD_NOTICE_WRITABLE,
+};
+
+/* A callback that the control thread owes, queued under node->lock and
+ * called once the lock is released. */
+struct kd_notice {
+	struct kd_notice *next;
+	enum kd_notice_type type;
+	char peer[KDIST_MAX_NODE_NAME + 1];
+	char reason[KD_REASON_MAX];
+};
+
 struct kdist_node {
 	struct kdist_config cfg;
 	char name[KDIST_MAX_NODE_NAME + 1];
@@ -224,6 +241,7 @@ struct kdist_node {
 	void *monitor_user;
 	kdist_writable_fn writable_fn;
 	void *writable_user;
+	struct kd_notice *notices, *notices_tail; /* under lock */
 
 	/* Control thread. */
 	pthread_t control;

@@ -9,13 +9,18 @@
  *
  * - kdist_node_create(), kdist_node_start(), kdist_node_stop() and
  *   kdist_node_destroy() are called from one application thread, never from
- *   a callback.
+ *   a callback: stop and destroy would wait for the thread the callback
+ *   runs on, so from a callback they log an error and do nothing.
  * - kdist_send_*(), kdist_connect(), kdist_disconnect(), kdist_mailbox_*()
- *   and kdist_node_stats() are safe from any thread, callbacks included.
+ *   and kdist_node_stats() are safe from any thread, callbacks included,
+ *   and none of them waits when called from a callback (see
+ *   kdist_connect() and kdist_mailbox_close()).
  * - Receive callbacks run on the data thread that owns the sender's
- *   connection. Nodeup and nodedown callbacks run on the control thread.
- *   Callbacks must not block: a slow callback stalls every connection of its
- *   thread.
+ *   connection. Nodeup and nodedown callbacks run on the control thread,
+ *   or, for connections that close during kdist_node_stop(), on the thread
+ *   that called it. Callbacks must not block: a slow callback stalls every
+ *   connection of its thread, and on the control thread every handshake
+ *   and tick.
  *
  * Payloads are external term format: a version byte (131) followed by one
  * encoded term, as ei_x_encode_version() and ei_x_encode_*() produce them.
@@ -238,8 +243,23 @@ typedef void (*kdist_writable_fn)(void *user, const char *peer);
 void kdist_set_writable_fn(struct kdist_node *node, kdist_writable_fn fn,
 			   void *user);
 
-/* Sets up a connection and waits up to @timeout_ms for it. 0 when the
- * node is connected, -ETIMEDOUT or another error otherwise. */
+/*
+ * Sets up a connection to @peer ("name@host"); 0 when it is up.
+ *
+ * From an application thread it waits up to @timeout_ms, as
+ * net_kernel:connect_node/1 does, and returns 0, -ETIMEDOUT, or the error
+ * that ended the attempt (-ENOENT when EPMD does not know the name).
+ *
+ * From a callback, which must not wait, it starts the attempt and returns
+ * -EINPROGRESS at once (0 when @peer is already up), as
+ * erlang:monitor_node/2 does: the nodeup callback reports success, and a
+ * nodedown callback with @final NULL reports failure, unless the node
+ * stops first. @timeout_ms is not used then: the EPMD look-up, the TCP
+ * connect and the handshakes are each bounded by handshake_timeout_ms.
+ *
+ * -ENOTCONN when the node is not started, -ESHUTDOWN once
+ * kdist_node_stop() has begun.
+ */
 int kdist_connect(struct kdist_node *node, const char *peer,
 		  unsigned timeout_ms);
 int kdist_disconnect(struct kdist_node *node, const char *peer);
@@ -267,7 +287,10 @@ struct kdist_conn_stats {
 /*
  * Called when a connection to @peer comes up or goes down. For nodedown,
  * @reason is a sentence such as "connection closed by peer" and @final
- * the connection's statistics at the end.
+ * the connection's statistics at the end. @final is NULL when the
+ * connection never came up: an attempt that kdist_connect() returned
+ * -EINPROGRESS for has failed. @peer, @reason and @final are valid only
+ * during the call.
  */
 typedef void (*kdist_nodeup_fn)(void *user, const char *peer);
 typedef void (*kdist_nodedown_fn)(void *user, const char *peer,

@@ -5,7 +5,9 @@
  * signals, over inet_tcp and over TLS (user-space path; certificates from
  * tests/certs/mkcerts).
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -688,6 +691,241 @@ static void node_mailbox_churn(void **state)
 	assert_true(inbox_wait(&e->box_b, 1, 10000));
 }
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A node name registered with the test EPMD whose port takes TCP
+ * connections (into the listen backlog) and never answers, so a
+ * connection to it waits in its handshake until the handshake timeout. */
+struct silent_peer {
+	int listen_fd;
+	int epmd_fd;
+};
+
+static void silent_start(struct env *e, const char *alive,
+			 struct silent_peer *sp)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+	struct kd_epmd_node reg = {
+		.node_type = 72,
+		.high_version = 6,
+		.low_version = 6,
+	};
+	uint32_t creation;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sp->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(sp->listen_fd >= 0);
+	assert_int_equal(bind(sp->listen_fd, (struct sockaddr *)&sa,
+			      sizeof(sa)),
+			 0);
+	assert_int_equal(listen(sp->listen_fd, 8), 0);
+	assert_int_equal(getsockname(sp->listen_fd, (struct sockaddr *)&sa,
+				     &sl),
+			 0);
+	reg.port = ntohs(sa.sin_port);
+	snprintf(reg.name, sizeof(reg.name), "%s", alive);
+	assert_int_equal(kd_epmd_register("127.0.0.1", e->epmd_port, &reg,
+					  2000, &sp->epmd_fd, &creation),
+			 0);
+}
+
+static void silent_stop(struct silent_peer *sp)
+{
+	close(sp->epmd_fd);
+	close(sp->listen_fd);
+}
+
+/* What kdist_connect() returned inside a callback, and the nodedown that
+ * reports the outcome of the attempt it started. */
+struct connect_probe {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct kdist_node *node;
+	const char *trigger; /* the peer whose nodeup makes the call */
+	const char *target;
+	bool called;
+	int err;
+	uint64_t ms;
+	int err_trigger; /* kdist_connect() to the trigger, which is up */
+	bool down_seen;
+	bool down_without_stats;
+	char down_reason[256];
+};
+
+static void probe_connect(struct connect_probe *cp)
+{
+	uint64_t t0 = now_ms();
+	int err = kdist_connect(cp->node, cp->target, 3000);
+	uint64_t ms = now_ms() - t0;
+
+	pthread_mutex_lock(&cp->lock);
+	cp->called = true;
+	cp->err = err;
+	cp->ms = ms;
+	pthread_cond_broadcast(&cp->cond);
+	pthread_mutex_unlock(&cp->lock);
+}
+
+static void probe_up(void *user, const char *peer)
+{
+	struct connect_probe *cp = user;
+
+	int err;
+
+	if (strcmp(peer, cp->trigger) != 0)
+		return;
+	err = kdist_connect(cp->node, peer, 3000);
+	pthread_mutex_lock(&cp->lock);
+	cp->err_trigger = err;
+	pthread_mutex_unlock(&cp->lock);
+	probe_connect(cp);
+}
+
+static void probe_down(void *user, const char *peer, const char *reason,
+		       const struct kdist_conn_stats *final)
+{
+	struct connect_probe *cp = user;
+
+	if (strcmp(peer, cp->target) != 0)
+		return;
+	pthread_mutex_lock(&cp->lock);
+	cp->down_seen = true;
+	cp->down_without_stats = final == NULL;
+	snprintf(cp->down_reason, sizeof(cp->down_reason), "%s", reason);
+	pthread_cond_broadcast(&cp->cond);
+	pthread_mutex_unlock(&cp->lock);
+}
+
+static void probe_receive(void *user, struct kdist_mailbox *mbox,
+			  const struct kdist_pid *from, const void *payload,
+			  size_t len)
+{
+	probe_connect(user);
+}
+
+/* Waits up to @ms for *@flag, which cp->lock protects. */
+static bool probe_wait(struct connect_probe *cp, const bool *flag,
+		       unsigned ms)
+{
+	struct timespec ts;
+	bool ok;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&cp->lock);
+	while (!*flag && pthread_cond_timedwait(&cp->cond, &cp->lock, &ts) == 0)
+		;
+	ok = *flag;
+	pthread_mutex_unlock(&cp->lock);
+	return ok;
+}
+
+/*
+ * kdist_connect() in a nodeup callback, on the control thread, cannot wait
+ * for the control thread: it returns -EINPROGRESS at once, and a nodedown
+ * without statistics reports that the attempt failed. The probe is static
+ * because callbacks may still run while the nodes are torn down.
+ */
+static void node_connect_from_nodeup(void **state)
+{
+	static struct connect_probe cp = {
+		.lock = PTHREAD_MUTEX_INITIALIZER,
+		.cond = PTHREAD_COND_INITIALIZER,
+		.trigger = "node_b@localhost",
+		.target = "nobody@localhost",
+	};
+	struct env *e = *state;
+
+	cp.node = e->a;
+	kdist_set_node_monitor(e->a, probe_up, probe_down, &cp);
+	assert_int_equal(kdist_connect(e->a, "node_b@localhost", 10000), 0);
+	assert_true(probe_wait(&cp, &cp.called, 10000));
+	pthread_mutex_lock(&cp.lock);
+	assert_int_equal(cp.err_trigger, 0);
+	assert_int_equal(cp.err, -EINPROGRESS);
+	assert_true(cp.ms < 500);
+	pthread_mutex_unlock(&cp.lock);
+	assert_true(probe_wait(&cp, &cp.down_seen, 10000));
+	pthread_mutex_lock(&cp.lock);
+	assert_true(cp.down_without_stats);
+	assert_non_null(strstr(cp.down_reason, "nobody"));
+	pthread_mutex_unlock(&cp.lock);
+}
+
+/* The same from a receive callback, on a data thread, toward a peer whose
+ * handshake never finishes: the call must not hold the data thread for
+ * its timeout. */
+static void node_connect_from_receive(void **state)
+{
+	static struct connect_probe cp = {
+		.lock = PTHREAD_MUTEX_INITIALIZER,
+		.cond = PTHREAD_COND_INITIALIZER,
+		.target = "silent@localhost",
+	};
+	struct env *e = *state;
+	struct kdist_mailbox *dial;
+	struct silent_peer sp;
+	ei_x_buff x;
+
+	silent_start(e, "silent", &sp);
+	cp.node = e->b;
+	assert_int_equal(kdist_mailbox_open(e->b, "dial", probe_receive, &cp,
+					    &dial),
+			 0);
+	ei_x_new_with_version(&x);
+	ei_x_encode_atom(&x, "dial");
+	assert_int_equal(kdist_send_name(e->mb_a, "node_b@localhost", "dial",
+					 x.buff, (size_t)x.index),
+			 0);
+	ei_x_free(&x);
+	assert_true(probe_wait(&cp, &cp.called, 10000));
+	pthread_mutex_lock(&cp.lock);
+	assert_int_equal(cp.err, -EINPROGRESS);
+	assert_true(cp.ms < 500);
+	pthread_mutex_unlock(&cp.lock);
+	kdist_mailbox_close(dial, "normal");
+	silent_stop(&sp);
+}
+
+/* kdist_node_stop() and kdist_node_destroy() from a callback would join
+ * the thread they run on: they log an error and leave the node running. */
+static void stop_from_nodeup(void *user, const char *peer)
+{
+	struct kdist_node *node = user;
+
+	kdist_node_stop(node);
+	kdist_node_destroy(node);
+}
+
+static void node_stop_from_callback(void **state)
+{
+	struct env *e = *state;
+	ei_x_buff x;
+
+	kdist_set_node_monitor(e->a, stop_from_nodeup, on_down, e->a);
+	assert_int_equal(kdist_connect(e->a, "node_b@localhost", 10000), 0);
+	ei_x_new(&x);
+	encode_seq(&x, 1);
+	assert_int_equal(kdist_send_name(e->mb_a, "node_b@localhost", "inbox",
+					 x.buff, (size_t)x.index),
+			 0);
+	ei_x_free(&x);
+	assert_true(inbox_wait(&e->box_b, 1, 10000));
+	kdist_set_node_monitor(e->a, NULL, on_down, e);
+}
+
 static void node_payload_must_be_etf(void **state)
 {
 	struct env *e = *state;
@@ -729,6 +967,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(node_mailbox_close_waits,
 						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_mailbox_churn,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_connect_from_nodeup,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_connect_from_receive,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_stop_from_callback,
 						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_stop_sends_queue,
 						setup_tcp, teardown),
