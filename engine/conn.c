@@ -304,6 +304,12 @@ static void peer_attempt_failed(struct kdist_node *node, struct kd_peer *p,
 		p->report_failure = false;
 		notice_queue(node, KD_NOTICE_CONNECT_FAILED, p->name, reason);
 	}
+	/* A sender turned away by the dropped queue may send again, which
+	 * starts a new attempt. */
+	if (p->q_blocked) {
+		p->q_blocked = false;
+		notice_queue(node, KD_NOTICE_WRITABLE, p->name, NULL);
+	}
 	pthread_cond_broadcast(&node->cond);
 }
 
@@ -1275,7 +1281,8 @@ static void control_link_closed(struct kdist_node *node,
 				struct kd_session *s)
 {
 	kdist_nodedown_fn down = NULL;
-	void *user = NULL;
+	kdist_writable_fn writable = NULL;
+	void *user = NULL, *writable_user = NULL;
 	struct kd_peer *p = s->peer;
 	bool was_current;
 
@@ -1296,6 +1303,13 @@ static void control_link_closed(struct kdist_node *node,
 		user = node->monitor_user;
 		pthread_cond_broadcast(&node->cond);
 	}
+	/* A sender still waiting for room may send again, which sets up a
+	 * new connection. */
+	if (atomic_exchange(&s->user_blocked, false) &&
+	    !atomic_load(&node->draining)) {
+		writable = node->writable_fn;
+		writable_user = node->writable_user;
+	}
 	pthread_mutex_unlock(&node->lock);
 	if (was_current) {
 		struct kdist_conn_stats st;
@@ -1304,6 +1318,8 @@ static void control_link_closed(struct kdist_node *node,
 		if (down)
 			down(user, s->peer_name, s->close_reason, &st);
 	}
+	if (writable)
+		writable(writable_user, s->peer_name);
 	kd_session_put(s);
 }
 

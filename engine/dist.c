@@ -561,6 +561,13 @@ static void session_closed(void *user, struct kd_link *link, int err,
 	kd_post_cmd(s->node, cmd);
 }
 
+/*
+ * The link's queue is below half its limit again. Fragments of large
+ * messages go first; then, if a sender got -EAGAIN and the queue of large
+ * messages takes sends again, the user's writable callback runs, once per
+ * -EAGAIN episode. While that queue is still full, feeding it has filled
+ * the link, so this runs again.
+ */
 static void session_writable(void *user, struct kd_link *link)
 {
 	struct kd_session *s = user;
@@ -568,9 +575,10 @@ static void session_writable(void *user, struct kd_link *link)
 	kdist_writable_fn fn;
 	void *fn_user;
 
-	/* Fragments of large messages first; a sender turned away by either
-	 * queue may then try again. */
 	kd_session_feed(s);
+	if (!atomic_load(&s->user_blocked) || kd_session_bulk_full(s) ||
+	    !atomic_exchange(&s->user_blocked, false))
+		return;
 	pthread_mutex_lock(&node->lock);
 	fn = node->writable_fn;
 	fn_user = node->writable_user;

@@ -100,8 +100,9 @@ struct kd_session {
 	pthread_mutex_t bulk_lock;
 	struct kd_bulk *bulk_head, *bulk_tail;
 	size_t bulk_bytes;
-	bool bulk_blocked; /* a sender got -EAGAIN from the bulk queue */
 	uint64_t frag_seq;
+	/* kdist_send_*() returned -EAGAIN and the writable callback is owed. */
+	atomic_bool user_blocked;
 	atomic_uint_fast64_t unknown_ctrl;
 	atomic_bool unknown_logged;
 	int close_err;
@@ -134,7 +135,7 @@ struct kd_peer {
 	uint64_t nok_wait_ns; /* deadline, 0 when not waiting */
 	struct kd_pending_msg *q_head, *q_tail;
 	size_t q_bytes;
-	bool q_blocked; /* a sender got -EAGAIN from the queue */
+	bool q_blocked; /* a sender got -EAGAIN; the writable callback is owed */
 	int last_error; /* of the last failed attempt, for kdist_connect */
 	char last_reason[KD_REASON_MAX];
 	/* A kdist_connect() from a callback returned -EINPROGRESS for this
@@ -289,7 +290,8 @@ int kd_session_send(struct kd_session *s, const ei_x_buff *ctrl,
 int kd_session_send_raw(struct kd_session *s, const void *sender,
 			const uint8_t *ctrl, size_t ctrl_len,
 			const uint8_t *msg, size_t msg_len, unsigned flags);
-bool kd_session_feed(struct kd_session *s);
+void kd_session_feed(struct kd_session *s);
+bool kd_session_bulk_full(struct kd_session *s);
 size_t kd_session_bulk_bytes(const struct kd_session *s);
 size_t kd_node_bulk_pending(struct kdist_node *node);
 void kd_session_bulk_free(struct kd_session *s);

@@ -18,9 +18,9 @@
  * - Receive callbacks run on the data thread that owns the sender's
  *   connection. Nodeup and nodedown callbacks run on the control thread,
  *   or, for connections that close during kdist_node_stop(), on the thread
- *   that called it. Callbacks must not block: a slow callback stalls every
- *   connection of its thread, and on the control thread every handshake
- *   and tick.
+ *   that called it. kdist_writable_fn says where writable callbacks run.
+ *   Callbacks must not block: a slow callback stalls every connection of
+ *   its thread, and on the control thread every handshake and tick.
  *
  * Payloads are external term format: a version byte (131) followed by one
  * encoded term, as ei_x_encode_version() and ei_x_encode_*() produce them.
@@ -226,9 +226,10 @@ const struct kdist_pid *kdist_mailbox_pid(const struct kdist_mailbox *mbox);
  * pid's node exists, one is set up and the message waits for it; when
  * that set-up fails, the waiting messages are dropped with a log line.
  * Call kdist_connect() first to learn whether a node is reachable.
- * Returns -EAGAIN when the connection's send queue is full (see
- * kdist_set_writable_fn), -ESHUTDOWN once kdist_node_stop() has begun,
- * -ENOTCONN when the connection is closing or the node is stopped.
+ * Returns -EAGAIN when the connection's send queue is full (the writable
+ * callback follows, see kdist_writable_fn), -ESHUTDOWN once
+ * kdist_node_stop() has begun, -ENOTCONN when the connection is closing
+ * or the node is stopped.
  */
 int kdist_send_pid(struct kdist_mailbox *from, const struct kdist_pid *to,
 		   const void *payload, size_t len);
@@ -236,9 +237,20 @@ int kdist_send_pid(struct kdist_mailbox *from, const struct kdist_pid *to,
 int kdist_send_name(struct kdist_mailbox *from, const char *node,
 		    const char *name, const void *payload, size_t len);
 
-/* Called once a connection whose queue was full has room again. The
- * set-up functions below take effect at once; call them before
- * kdist_node_start() to see every event. */
+/*
+ * Called once after kdist_send_*() returned -EAGAIN for @peer, however
+ * many sends got -EAGAIN meanwhile, when sends to @peer are accepted
+ * again:
+ * - the connection's queue has drained below half its limit: on the data
+ *   thread that owns the connection;
+ * - the connection came up and took the messages that waited for it, or
+ *   the attempt failed or the connection closed and what waited was
+ *   dropped (the next send sets up a new connection): on the control
+ *   thread, after the nodedown callback of a closed connection.
+ * None is called once kdist_node_stop() has begun. @peer is valid only
+ * during the call. The set-up functions below take effect at once; call
+ * them before kdist_node_start() to see every event.
+ */
 typedef void (*kdist_writable_fn)(void *user, const char *peer);
 void kdist_set_writable_fn(struct kdist_node *node, kdist_writable_fn fn,
 			   void *user);

@@ -50,6 +50,7 @@ struct env {
 	int downs;
 	char down_reason[256];
 	pthread_mutex_t down_lock;
+	unsigned handshake_timeout_ms; /* for nodes started later; 0: default */
 };
 
 static void inbox_init(struct inbox *in)
@@ -162,6 +163,7 @@ static struct kdist_node *start_node_allow(struct env *e, const char *name,
 	cfg.net_ticktime = 4;
 	cfg.allow = allow;
 	cfg.n_allow = n_allow;
+	cfg.handshake_timeout_ms = e->handshake_timeout_ms;
 	if (tls) {
 		snprintf(conf, sizeof(conf), "%s/dist-tls13.conf", e->certs);
 		cfg.proto = KDIST_PROTO_INET_TLS;
@@ -926,6 +928,137 @@ static void node_stop_from_callback(void **state)
 	kdist_set_node_monitor(e->a, NULL, on_down, e);
 }
 
+/* Writable callbacks per peer. */
+struct writable_count {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	const char *peer;
+	unsigned calls;
+	unsigned other_calls; /* for any other peer */
+};
+
+static void count_writable(void *user, const char *peer)
+{
+	struct writable_count *wc = user;
+
+	pthread_mutex_lock(&wc->lock);
+	if (strcmp(peer, wc->peer) == 0)
+		wc->calls++;
+	else
+		wc->other_calls++;
+	pthread_cond_broadcast(&wc->cond);
+	pthread_mutex_unlock(&wc->lock);
+}
+
+static unsigned writable_calls(struct writable_count *wc, unsigned want,
+			       unsigned ms)
+{
+	struct timespec ts;
+	unsigned n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&wc->lock);
+	while (wc->calls < want &&
+	       pthread_cond_timedwait(&wc->cond, &wc->lock, &ts) == 0)
+		;
+	n = wc->calls;
+	pthread_mutex_unlock(&wc->lock);
+	return n;
+}
+
+/*
+ * One -EAGAIN brings one writable callback. Large messages reach the link
+ * a few fragments at a time, and each time the link drains, the engine
+ * feeds it more; none of that is the user's business. The counter is
+ * static because callbacks may still run while the nodes are torn down.
+ */
+static void node_writable_once_per_eagain(void **state)
+{
+	static struct writable_count wc = {
+		.lock = PTHREAD_MUTEX_INITIALIZER,
+		.cond = PTHREAD_COND_INITIALIZER,
+		.peer = "node_b@localhost",
+	};
+	struct env *e = *state;
+	size_t big = 1024 * 1024;
+	char *data = calloc(1, big);
+	unsigned sent = 0;
+	ei_x_buff x;
+	int err = 0;
+
+	pthread_mutex_lock(&wc.lock);
+	wc.calls = wc.other_calls = 0; /* the TLS group runs this again */
+	pthread_mutex_unlock(&wc.lock);
+	kdist_set_writable_fn(e->a, count_writable, &wc);
+	assert_int_equal(kdist_connect(e->a, "node_b@localhost", 10000), 0);
+	ei_x_new_with_version(&x);
+	ei_x_encode_binary(&x, data, (long)big);
+	while (sent < 1000) {
+		err = kdist_send_name(e->mb_a, "node_b@localhost", "inbox",
+				      x.buff, (size_t)x.index);
+		if (err)
+			break;
+		sent++;
+	}
+	ei_x_free(&x);
+	free(data);
+	assert_int_equal(err, -EAGAIN);
+	assert_true(inbox_wait(&e->box_b, sent, 30000));
+	assert_int_equal(writable_calls(&wc, 1, 5000), 1);
+	usleep(300000);
+	pthread_mutex_lock(&wc.lock);
+	assert_int_equal(wc.calls, 1);
+	assert_int_equal(wc.other_calls, 0);
+	pthread_mutex_unlock(&wc.lock);
+	kdist_set_writable_fn(e->a, NULL, NULL);
+}
+
+/* A sender turned away while the connection is still being set up gets
+ * its writable callback when that attempt fails and drops the queue, as
+ * the next send may then start a new attempt. */
+static void node_writable_after_failed_connect(void **state)
+{
+	static struct writable_count wc = {
+		.lock = PTHREAD_MUTEX_INITIALIZER,
+		.cond = PTHREAD_COND_INITIALIZER,
+		.peer = "silent@localhost",
+	};
+	struct env *e = *state;
+	size_t big = 5 * 1024 * 1024;
+	char *data = calloc(1, big);
+	struct kdist_mailbox *from;
+	struct kdist_node *waiter;
+	struct silent_peer sp;
+	ei_x_buff x;
+
+	silent_start(e, "silent", &sp);
+	e->handshake_timeout_ms = 1000;
+	waiter = start_node(e, "waiter@localhost", false, "cookie-one");
+	assert_non_null(waiter);
+	kdist_set_writable_fn(waiter, count_writable, &wc);
+	assert_int_equal(kdist_mailbox_open(waiter, NULL, NULL, NULL, &from),
+			 0);
+	ei_x_new_with_version(&x);
+	ei_x_encode_binary(&x, data, (long)big);
+	assert_int_equal(kdist_send_name(from, "silent@localhost", "inbox",
+					 x.buff, (size_t)x.index),
+			 0);
+	assert_int_equal(kdist_send_name(from, "silent@localhost", "inbox",
+					 x.buff, (size_t)x.index),
+			 -EAGAIN);
+	ei_x_free(&x);
+	free(data);
+	assert_int_equal(writable_calls(&wc, 1, 10000), 1);
+	kdist_node_destroy(waiter);
+	silent_stop(&sp);
+}
+
 static void node_payload_must_be_etf(void **state)
 {
 	struct env *e = *state;
@@ -974,6 +1107,10 @@ int main(void)
 						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_stop_from_callback,
 						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_writable_once_per_eagain,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_writable_after_failed_connect,
+						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_stop_sends_queue,
 						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_stop_sends_large,
@@ -997,6 +1134,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(node_stop_sends_queue,
 						setup_tls, teardown),
 		cmocka_unit_test_setup_teardown(node_stop_sends_large,
+						setup_tls, teardown),
+		cmocka_unit_test_setup_teardown(node_writable_once_per_eagain,
 						setup_tls, teardown),
 	};
 	int failed = cmocka_run_group_tests_name("node over inet_tcp", tcp,
