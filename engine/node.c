@@ -381,6 +381,14 @@ int kdist_node_start(struct kdist_node *node)
 {
 	int err;
 
+	if (node->running || node->loop)
+		return kd_fail(EALREADY, "node: %s is already started",
+			       node->name);
+	if (node->stopped)
+		return kd_fail(EINVAL,
+			       "node: %s was stopped and cannot start again; "
+			       "destroy it and create a new node",
+			       node->name);
 	err = kd_loop_create(node->cfg.data_threads, &node->loop);
 	if (err)
 		return kd_fail(err, "node: cannot start the data loop: %s",
@@ -394,6 +402,7 @@ int kdist_node_start(struct kdist_node *node)
 	err = kd_net_kernel_open(node);
 	if (err) {
 		kdist_node_stop(node);
+		node->stopped = false; /* a failed start may be tried again */
 		return err;
 	}
 	return 0;
@@ -469,6 +478,7 @@ void kdist_node_stop(struct kdist_node *node)
 		return;
 	if (!node->running && !node->loop)
 		return;
+	node->stopped = true;
 	node_drain(node);
 	kd_control_stop(node);
 	pthread_mutex_lock(&node->lock);

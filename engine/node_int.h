@@ -247,6 +247,7 @@ struct kdist_node {
 	/* Control thread. */
 	pthread_t control;
 	bool running;
+	bool stopped; /* kdist_node_stop() ran on a started node */
 	int listen_fd;
 	int epmd_fd;
 	uint64_t epmd_retry_ns;

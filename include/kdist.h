@@ -157,7 +157,13 @@ void kdist_config_init(struct kdist_config *cfg);
 
 int kdist_node_create(const struct kdist_config *cfg,
 		      struct kdist_node **out);
-/* Listens, registers with EPMD and starts the threads. */
+/*
+ * Listens, registers with EPMD and starts the threads. On failure the node
+ * is not running but still allocated: free it with kdist_node_destroy(),
+ * or call kdist_node_start() again once the cause is fixed (EPMD started,
+ * the name freed). Returns -EALREADY when the node runs; a node that
+ * kdist_node_stop() stopped cannot start again.
+ */
 int kdist_node_start(struct kdist_node *node);
 /*
  * Closes every connection in order, unregisters and joins the threads.

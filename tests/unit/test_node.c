@@ -1059,6 +1059,34 @@ static void node_writable_after_failed_connect(void **state)
 	silent_stop(&sp);
 }
 
+/* A failed start leaves the node allocated and stopped: it can start once
+ * the cause is gone, and kdist_node_destroy() frees it either way. A
+ * started or stopped node does not start again. */
+static void node_start_failure_and_retry(void **state)
+{
+	struct env *e = *state;
+	struct kdist_node *holder, *node = NULL;
+	struct kdist_config cfg;
+
+	holder = start_node(e, "twice@localhost", false, "cookie-one");
+	assert_non_null(holder);
+	kdist_config_init(&cfg);
+	cfg.node_name = "twice@localhost";
+	cfg.cookie = "cookie-one";
+	cfg.epmd_port = e->epmd_port;
+	cfg.proto = KDIST_PROTO_INET_TCP;
+	cfg.log_level = KDIST_LOG_WARN;
+	assert_int_equal(kdist_node_create(&cfg, &node), 0);
+	assert_int_not_equal(kdist_node_start(node), 0);
+	assert_int_equal(kdist_node_start(holder), -EALREADY);
+	kdist_node_destroy(holder);
+	assert_int_equal(kdist_node_start(node), 0);
+	assert_int_equal(kdist_connect(e->a, "twice@localhost", 10000), 0);
+	kdist_node_stop(node);
+	assert_int_equal(kdist_node_start(node), -EINVAL);
+	kdist_node_destroy(node);
+}
+
 static void node_payload_must_be_etf(void **state)
 {
 	struct env *e = *state;
@@ -1110,6 +1138,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(node_writable_once_per_eagain,
 						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_writable_after_failed_connect,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_start_failure_and_retry,
 						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_stop_sends_queue,
 						setup_tcp, teardown),
