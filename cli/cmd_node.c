@@ -324,7 +324,11 @@ static void node_down(void *user, const char *peer, const char *reason,
 		      const struct kdist_conn_stats *final)
 {
 	printf("kdist: nodedown %s (%s)\n", peer, reason);
-	print_conn(user, final);
+	/* NULL for an attempt that never came up. */
+	if (final)
+		print_conn(user, final);
+	else
+		fflush(stdout);
 }
 
 static void node_help(void)
