@@ -3,10 +3,10 @@
  * kdist node, ping and send. The node serves two registered names that
  * tests and benchmarks use:
  *   echo  {Pid, Term} -> Term sent back to Pid
- *   sink  counts messages and payload bytes; {Pid, stats} gets the reply
- *         {sink_stats, Messages, Bytes} and not counted; {Pid, exits} gets
- *         {sink_exits, SinkPid, [{From, Reason}]}, the exit messages that
- *         processes linked to the sink caused
+ *   sink  counts messages and payload bytes. {Pid, stats} gets the reply
+ *         {sink_stats, Messages, Bytes} and is not counted. {Pid, exits}
+ *         gets {sink_exits, SinkPid, [{From, Reason}]}, the exit messages
+ *         that processes linked to the sink caused.
  */
 #include <errno.h>
 #include <pthread.h>

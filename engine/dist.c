@@ -505,11 +505,10 @@ static struct kdist_mailbox *mailbox_next_broken(struct kdist_mailbox *m,
 }
 
 /*
- * The connection has ended, so each process on the peer that was linked
- * to a mailbox over it is gone as far as this node knows: the mailbox
- * gets {'EXIT', Pid, noconnection} once per link, as a process that traps
- * exits does in OTP. Runs after the session's last packet, so no link
- * over it can be added later.
+ * Reports the links that the end of @s breaks. Each mailbox gets
+ * {'EXIT', Pid, noconnection} once per process linked to it over @s, as a
+ * process that traps exits does in OTP. Runs after the session's last
+ * packet, so no link over it can be added later.
  */
 static void session_links_down(struct kd_session *s)
 {
@@ -562,11 +561,11 @@ static void session_closed(void *user, struct kd_link *link, int err,
 }
 
 /*
- * The link's queue is below half its limit again. Fragments of large
- * messages go first; then, if a sender got -EAGAIN and the queue of large
- * messages takes sends again, the user's writable callback runs, once per
- * -EAGAIN episode. While that queue is still full, feeding it has filled
- * the link, so this runs again.
+ * Feeds the link, whose queue is below half its limit again, with
+ * fragments of large messages. Then the user's writable callback runs
+ * once per -EAGAIN episode, unless the queue of large messages still
+ * rejects sends. In that case feeding has filled the link, so this runs
+ * again when the link drains.
  */
 static void session_writable(void *user, struct kd_link *link)
 {

@@ -633,8 +633,8 @@ static bool mailbox_pid_open(struct kdist_node *node, uint32_t num,
 }
 
 /* Gives @pid the next number and serial, as OTP counts them, so a pid
- * comes back only after 2^28 mailboxes, and never while one that holds it
- * is open. node->lock held. */
+ * comes back only after 2^28 mailboxes, and never while an open mailbox
+ * uses it. node->lock held. */
 static void mailbox_next_pid(struct kdist_node *node, erlang_pid *pid)
 {
 	uint32_t next;

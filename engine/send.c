@@ -81,9 +81,9 @@ static void bulk_free(struct kd_bulk *b)
 }
 
 /*
- * Feeds bulk messages to the link until its queue is full, which asks the
- * link for its writable callback. Called after each new bulk message and
- * from that callback.
+ * Feeds bulk messages to the link until its queue is full, which makes
+ * the link call its writable callback once it drains. Called after each
+ * new bulk message and from that callback.
  */
 void kd_session_feed(struct kd_session *s)
 {

@@ -18,9 +18,10 @@
  * - Receive callbacks run on the data thread that owns the sender's
  *   connection. Nodeup and nodedown callbacks run on the control thread,
  *   or, for connections that close during kdist_node_stop(), on the thread
- *   that called it. kdist_writable_fn says where writable callbacks run.
- *   Callbacks must not block: a slow callback stalls every connection of
- *   its thread, and on the control thread every handshake and tick.
+ *   that called it. The comment on kdist_writable_fn names the threads
+ *   of writable callbacks. Callbacks must not block: a slow callback
+ *   stalls every connection of its thread, and on the control thread
+ *   every handshake and tick.
  *
  * Payloads are external term format: a version byte (131) followed by one
  * encoded term, as ei_x_encode_version() and ei_x_encode_*() produce them.

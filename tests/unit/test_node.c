@@ -702,7 +702,7 @@ static uint64_t now_ms(void)
 }
 
 /* A node name registered with the test EPMD whose port takes TCP
- * connections (into the listen backlog) and never answers, so a
+ * connections (into the listen backlog) and never replies, so a
  * connection to it waits in its handshake until the handshake timeout. */
 struct silent_peer {
 	int listen_fd;
@@ -974,8 +974,8 @@ static unsigned writable_calls(struct writable_count *wc, unsigned want,
 
 /*
  * One -EAGAIN brings one writable callback. Large messages reach the link
- * a few fragments at a time, and each time the link drains, the engine
- * feeds it more; none of that is the user's business. The counter is
+ * a few fragments at a time, and the engine feeds it more each time it
+ * drains, but those internal drains call no user callback. The counter is
  * static because callbacks may still run while the nodes are torn down.
  */
 static void node_writable_once_per_eagain(void **state)
