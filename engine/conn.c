@@ -876,8 +876,10 @@ static void hsconn_finish(struct kd_hsconn *c)
 	peer_flush_queue(p, s);
 	if (p->q_blocked) {
 		p->q_blocked = false;
-		writable = node->writable_fn;
-		writable_user = node->writable_user;
+		if (!atomic_load(&node->draining)) {
+			writable = node->writable_fn;
+			writable_user = node->writable_user;
+		}
 	}
 	pthread_cond_broadcast(&node->cond);
 	up = node->up_fn;

@@ -576,7 +576,8 @@ static void session_writable(void *user, struct kd_link *link)
 
 	kd_session_feed(s);
 	if (!atomic_load(&s->user_blocked) || kd_session_bulk_full(s) ||
-	    !atomic_exchange(&s->user_blocked, false))
+	    !atomic_exchange(&s->user_blocked, false) ||
+	    atomic_load(&node->draining))
 		return;
 	pthread_mutex_lock(&node->lock);
 	fn = node->writable_fn;
