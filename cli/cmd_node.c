@@ -71,6 +71,19 @@ static uint64_t echo_backlog_count(struct echo *e)
 	return n;
 }
 
+/* Frees the replies still waiting; no callback runs any more. */
+static void echo_free_backlog(struct echo *e)
+{
+	while (e->head) {
+		struct echo_reply *r = e->head;
+
+		e->head = r->next;
+		free(r);
+	}
+	e->tail = NULL;
+	e->bytes = 0;
+}
+
 /* Sends what waits; echo->lock held. */
 static void echo_flush(struct echo *e)
 {
@@ -409,6 +422,9 @@ int cmd_node(int argc, char **argv)
 	printf("kdist: echo: %llu replies sent, %llu not sent (the node was stopping)\n",
 	       (unsigned long long)echo.accepted,
 	       (unsigned long long)(echo.rejected + echo_backlog_count(&echo)));
+	/* No writable callback comes once the stop has begun, so replies
+	 * may still wait here. */
+	echo_free_backlog(&echo);
 	kdist_node_destroy(node);
 	return 0;
 }
