@@ -3,8 +3,10 @@
  * kdist node, ping and send. The node serves two registered names that
  * tests and benchmarks use:
  *   echo  {Pid, Term} -> Term sent back to Pid
- *   sink  counts messages and payload bytes; {Pid, stats} gets the reply
- *         {sink_stats, Messages, Bytes} and not counted
+ *   sink  counts messages and payload bytes. {Pid, stats} gets the reply
+ *         {sink_stats, Messages, Bytes} and is not counted. {Pid, exits}
+ *         gets {sink_exits, SinkPid, [{From, Reason}]}, the exit messages
+ *         that processes linked to the sink caused.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -69,7 +71,7 @@ static uint64_t echo_backlog_count(struct echo *e)
 	return n;
 }
 
-/* Frees the replies still waiting, once the node has stopped. */
+/* Frees the replies still waiting; no callback runs any more. */
 static void echo_free_backlog(struct echo *e)
 {
 	while (e->head) {
@@ -177,24 +179,102 @@ static void echo_writable(void *user, const char *peer)
 	pthread_mutex_unlock(&e->lock);
 }
 
+/* Exit messages the sink keeps for {Pid, exits}, each as the encoded
+ * From and Reason; later ones, and larger ones, are not kept. */
+#define SINK_EXITS_MAX 64
+#define SINK_EXIT_BYTES 512
+
+struct sink_exit {
+	size_t len;
+	char term[SINK_EXIT_BYTES];
+};
+
 struct sink {
 	atomic_uint_fast64_t messages;
 	atomic_uint_fast64_t bytes;
+	pthread_mutex_t lock; /* protects the exits */
+	struct sink_exit exits[SINK_EXITS_MAX];
+	size_t n_exits;
 };
 
-/* True for exactly {Pid, stats}, filling @pid. */
-static bool is_stats_request(const char *buf, size_t len, erlang_pid *pid)
+enum sink_request {
+	SINK_NONE,
+	SINK_STATS,
+	SINK_EXITS,
+};
+
+/* {Pid, stats} or {Pid, exits}, filling @pid; SINK_NONE for anything
+ * else. */
+static enum sink_request sink_request_of(const char *buf, size_t len,
+					 erlang_pid *pid)
 {
 	char atom[MAXATOMLEN_UTF8];
 	int idx = 0, version, arity;
 
 	if (len > 64 + MAXATOMLEN_UTF8)
-		return false;
-	return ei_decode_version(buf, &idx, &version) == 0 &&
-	       ei_decode_tuple_header(buf, &idx, &arity) == 0 && arity == 2 &&
-	       ei_decode_pid(buf, &idx, pid) == 0 &&
-	       ei_decode_atom(buf, &idx, atom) == 0 &&
-	       strcmp(atom, "stats") == 0 && (size_t)idx == len;
+		return SINK_NONE;
+	if (ei_decode_version(buf, &idx, &version) != 0 ||
+	    ei_decode_tuple_header(buf, &idx, &arity) != 0 || arity != 2 ||
+	    ei_decode_pid(buf, &idx, pid) != 0 ||
+	    ei_decode_atom(buf, &idx, atom) != 0 || (size_t)idx != len)
+		return SINK_NONE;
+	if (strcmp(atom, "stats") == 0)
+		return SINK_STATS;
+	if (strcmp(atom, "exits") == 0)
+		return SINK_EXITS;
+	return SINK_NONE;
+}
+
+/* Keeps From and Reason of an {'EXIT', From, Reason} message. */
+static void sink_keep_exit(struct sink *sink, const char *buf, size_t len)
+{
+	char atom[MAXATOMLEN_UTF8];
+	int idx = 0, version, arity, start;
+	erlang_pid pid;
+
+	if (ei_decode_version(buf, &idx, &version) != 0 ||
+	    ei_decode_tuple_header(buf, &idx, &arity) != 0 || arity != 3 ||
+	    ei_decode_atom(buf, &idx, atom) != 0 || strcmp(atom, "EXIT") != 0)
+		return;
+	start = idx;
+	if (ei_decode_pid(buf, &idx, &pid) != 0 || ei_skip_term(buf, &idx) != 0 ||
+	    (size_t)idx != len)
+		return;
+	pthread_mutex_lock(&sink->lock);
+	if (sink->n_exits < SINK_EXITS_MAX &&
+	    len - (size_t)start <= SINK_EXIT_BYTES) {
+		struct sink_exit *e = &sink->exits[sink->n_exits++];
+
+		e->len = len - (size_t)start;
+		memcpy(e->term, buf + start, e->len);
+	}
+	pthread_mutex_unlock(&sink->lock);
+}
+
+static void sink_encode_exits(struct sink *sink, struct kdist_mailbox *mbox,
+			      ei_x_buff *x)
+{
+	erlang_pid self;
+	const struct kdist_pid *pub = kdist_mailbox_pid(mbox);
+
+	memset(&self, 0, sizeof(self));
+	snprintf(self.node, sizeof(self.node), "%s", pub->node);
+	self.num = pub->id;
+	self.serial = pub->serial;
+	self.creation = pub->creation;
+	ei_x_encode_tuple_header(x, 3);
+	ei_x_encode_atom(x, "sink_exits");
+	ei_x_encode_pid(x, &self);
+	pthread_mutex_lock(&sink->lock);
+	if (sink->n_exits > 0)
+		ei_x_encode_list_header(x, (long)sink->n_exits);
+	for (size_t i = 0; i < sink->n_exits; i++) {
+		ei_x_encode_tuple_header(x, 2);
+		ei_x_append_buf(x, sink->exits[i].term,
+				(int)sink->exits[i].len);
+	}
+	pthread_mutex_unlock(&sink->lock);
+	ei_x_encode_empty_list(x);
 }
 
 static void sink_receive(void *user, struct kdist_mailbox *mbox,
@@ -202,23 +282,30 @@ static void sink_receive(void *user, struct kdist_mailbox *mbox,
 			 size_t len)
 {
 	struct sink *sink = user;
+	enum sink_request req;
 	struct kdist_pid dest;
 	erlang_pid pid;
 	ei_x_buff x;
 
-	if (!is_stats_request(payload, len, &pid)) {
+	req = sink_request_of(payload, len, &pid);
+	if (req == SINK_NONE) {
 		atomic_fetch_add_explicit(&sink->messages, 1,
 					  memory_order_relaxed);
 		atomic_fetch_add_explicit(&sink->bytes, len,
 					  memory_order_relaxed);
+		sink_keep_exit(sink, payload, len);
 		return;
 	}
 	if (ei_x_new_with_version(&x) != 0)
 		return;
-	ei_x_encode_tuple_header(&x, 3);
-	ei_x_encode_atom(&x, "sink_stats");
-	ei_x_encode_ulonglong(&x, atomic_load(&sink->messages));
-	ei_x_encode_ulonglong(&x, atomic_load(&sink->bytes));
+	if (req == SINK_EXITS) {
+		sink_encode_exits(sink, mbox, &x);
+	} else {
+		ei_x_encode_tuple_header(&x, 3);
+		ei_x_encode_atom(&x, "sink_stats");
+		ei_x_encode_ulonglong(&x, atomic_load(&sink->messages));
+		ei_x_encode_ulonglong(&x, atomic_load(&sink->bytes));
+	}
 	snprintf(dest.node, sizeof(dest.node), "%s", pid.node);
 	dest.id = pid.num;
 	dest.serial = pid.serial;
@@ -250,7 +337,11 @@ static void node_down(void *user, const char *peer, const char *reason,
 		      const struct kdist_conn_stats *final)
 {
 	printf("kdist: nodedown %s (%s)\n", peer, reason);
-	print_conn(user, final);
+	/* NULL for an attempt that never came up. */
+	if (final)
+		print_conn(user, final);
+	else
+		fflush(stdout);
 }
 
 static void node_help(void)
@@ -259,8 +350,9 @@ static void node_help(void)
 	      "Runs a node until SIGINT or SIGTERM. It serves the registered\n"
 	      "names 'echo' ({Pid, Term} is sent back to Pid as Term) and\n"
 	      "'sink' (counts messages; {Pid, stats} gets {sink_stats,\n"
-	      "Messages, Bytes}). At the end it prints one line per\n"
-	      "connection.\n\n",
+	      "Messages, Bytes}; {Pid, exits} gets {sink_exits, SinkPid,\n"
+	      "[{From, Reason}]}, the exit messages of processes linked to\n"
+	      "the sink). At the end it prints one line per connection.\n\n",
 	      stdout);
 	cli_print_common_help();
 }
@@ -297,7 +389,7 @@ int cmd_node(int argc, char **argv)
 {
 	struct kdist_mailbox *sink_mbox;
 	struct echo echo = { .lock = PTHREAD_MUTEX_INITIALIZER };
-	struct sink sink = { 0 };
+	static struct sink sink = { .lock = PTHREAD_MUTEX_INITIALIZER };
 	struct cli_opts o;
 	struct kdist_node *node;
 	pthread_t forcer;
@@ -355,6 +447,8 @@ int cmd_node(int argc, char **argv)
 	if (echo.dropped > 0)
 		printf("kdist: echo: %llu replies dropped because the backlog was full\n",
 		       (unsigned long long)echo.dropped);
+	/* No writable callback comes once the stop has begun, so replies
+	 * may still wait here. */
 	echo_free_backlog(&echo);
 	kdist_node_destroy(node);
 	return 0;

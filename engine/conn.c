@@ -48,6 +48,14 @@ struct hs_extra {
 	struct hs_input in;
 };
 
+/* Set on each node's control thread. */
+static __thread bool on_control_thread;
+
+bool kd_on_engine_thread(void)
+{
+	return on_control_thread || kd_loop_on_data_thread();
+}
+
 static struct hs_extra *hs_extra_of(struct kd_hsconn *c)
 {
 	return (struct hs_extra *)(c + 1);
@@ -252,6 +260,58 @@ static void hsconn_free(struct kd_hsconn *c)
 	free(c);
 }
 
+/* Queues a callback for control_notify(); node->lock held. */
+static void notice_queue(struct kdist_node *node, enum kd_notice_type type,
+			 const char *peer, const char *reason)
+{
+	struct kd_notice *n = calloc(1, sizeof(*n));
+
+	if (!n) {
+		kd_err("conn %s: out of memory: the %s callback is not called",
+		       peer, type == KD_NOTICE_WRITABLE ? "writable" : "nodedown");
+		return;
+	}
+	n->type = type;
+	snprintf(n->peer, sizeof(n->peer), "%s", peer);
+	snprintf(n->reason, sizeof(n->reason), "%s", reason ? reason : "");
+	if (node->notices_tail)
+		node->notices_tail->next = n;
+	else
+		node->notices = n;
+	node->notices_tail = n;
+}
+
+/* Makes the callbacks that notice_queue() recorded, without node->lock.
+ * Writable callbacks are skipped once kdist_node_stop() has begun, since
+ * sends are refused from then on. */
+static void control_notify(struct kdist_node *node)
+{
+	struct kd_notice *n;
+	kdist_nodedown_fn down;
+	kdist_writable_fn writable;
+	void *down_user, *writable_user;
+
+	pthread_mutex_lock(&node->lock);
+	n = node->notices;
+	node->notices = node->notices_tail = NULL;
+	down = node->down_fn;
+	down_user = node->monitor_user;
+	writable = node->writable_fn;
+	writable_user = node->writable_user;
+	pthread_mutex_unlock(&node->lock);
+	while (n) {
+		struct kd_notice *next = n->next;
+
+		if (n->type == KD_NOTICE_CONNECT_FAILED && down)
+			down(down_user, n->peer, n->reason, NULL);
+		else if (n->type == KD_NOTICE_WRITABLE && writable &&
+			 !atomic_load(&node->draining))
+			writable(writable_user, n->peer);
+		free(n);
+		n = next;
+	}
+}
+
 /* Marks @peer's attempt as over with @err, dropping what was queued for
  * it, and wakes kdist_connect() callers. node->lock held. */
 static void peer_attempt_failed(struct kdist_node *node, struct kd_peer *p,
@@ -278,6 +338,16 @@ static void peer_attempt_failed(struct kdist_node *node, struct kd_peer *p,
 		kd_err("conn %s: dropped %zu queued messages (%zu bytes) "
 		       "because the connection failed: %s",
 		       p->name, dropped, bytes, reason);
+	if (p->report_failure) {
+		p->report_failure = false;
+		notice_queue(node, KD_NOTICE_CONNECT_FAILED, p->name, reason);
+	}
+	/* A sender turned away by the dropped queue may send again, which
+	 * starts a new attempt. */
+	if (p->q_blocked) {
+		p->q_blocked = false;
+		notice_queue(node, KD_NOTICE_WRITABLE, p->name, NULL);
+	}
 	pthread_cond_broadcast(&node->cond);
 }
 
@@ -834,6 +904,7 @@ static void hsconn_finish(struct kd_hsconn *c)
 	pthread_mutex_lock(&node->lock);
 	p = kd_peer_get(node, c->peer, true);
 	s->peer = p;
+	s->id = ++node->next_session_id;
 	err = kd_loop_attach(node->loop, &lp, &s->link);
 	if (err) {
 		pthread_mutex_unlock(&node->lock);
@@ -853,11 +924,14 @@ static void hsconn_finish(struct kd_hsconn *c)
 	p->incoming = NULL;
 	p->nok_wait_ns = 0;
 	p->last_error = 0;
+	p->report_failure = false; /* the nodeup below reports the outcome */
 	peer_flush_queue(p, s);
 	if (p->q_blocked) {
 		p->q_blocked = false;
-		writable = node->writable_fn;
-		writable_user = node->writable_user;
+		if (!atomic_load(&node->draining)) {
+			writable = node->writable_fn;
+			writable_user = node->writable_user;
+		}
 	}
 	pthread_cond_broadcast(&node->cond);
 	up = node->up_fn;
@@ -1273,7 +1347,8 @@ static void control_link_closed(struct kdist_node *node,
 				struct kd_session *s)
 {
 	kdist_nodedown_fn down = NULL;
-	void *user = NULL;
+	kdist_writable_fn writable = NULL;
+	void *user = NULL, *writable_user = NULL;
 	struct kd_peer *p = s->peer;
 	bool was_current;
 
@@ -1294,15 +1369,23 @@ static void control_link_closed(struct kdist_node *node,
 		user = node->monitor_user;
 		pthread_cond_broadcast(&node->cond);
 	}
+	/* A sender still waiting for room may send again, which sets up a
+	 * new connection. */
+	if (atomic_exchange(&s->user_blocked, false) &&
+	    !atomic_load(&node->draining)) {
+		writable = node->writable_fn;
+		writable_user = node->writable_user;
+	}
 	pthread_mutex_unlock(&node->lock);
 	if (was_current) {
 		struct kdist_conn_stats st;
 
-		kd_mailbox_drop_node(node, s->peer_name);
 		kd_session_fill_stats(s, &s->final_stats, &st);
 		if (down)
 			down(user, s->peer_name, s->close_reason, &st);
 	}
+	if (writable)
+		writable(writable_user, s->peer_name);
 	kd_session_put(s);
 }
 
@@ -1468,6 +1551,7 @@ static void *control_main(void *arg)
 	struct kd_hsconn **owners = NULL;
 	size_t cap = 0;
 
+	on_control_thread = true;
 	while (!atomic_load(&node->stopping)) {
 		uint64_t now = kd_now_ns();
 		size_t n = 0, want = 3;
@@ -1515,6 +1599,7 @@ static void *control_main(void *arg)
 					      1000000000ull / 16;
 		}
 		control_sweep(node, now);
+		control_notify(node);
 	}
 	free(pfds);
 	free(owners);
@@ -1619,6 +1704,7 @@ void kd_control_stop(struct kdist_node *node)
 	while (atomic_load(&node->resolvers) > 0)
 		usleep(10000);
 	control_drain(node);
+	control_notify(node);
 	if (node->closed_at_stop > 0)
 		kd_info("listen: closed %u incoming connections during the stop",
 			node->closed_at_stop);

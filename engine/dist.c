@@ -40,10 +40,12 @@ static void deliver(struct kdist_mailbox *m, const erlang_pid *from,
 {
 	struct kdist_pid pub;
 
+	if (!m->fn || !kd_mailbox_enter(m))
+		return;
 	if (from)
 		kd_pid_to_public(from, &pub);
-	if (m->fn)
-		m->fn(m->user, m, from ? &pub : NULL, payload, len);
+	m->fn(m->user, m, from ? &pub : NULL, payload, len);
+	kd_mailbox_leave(m);
 }
 
 /*
@@ -99,13 +101,15 @@ static void dist_unknown(struct kd_session *s, int op, const char *why);
 #define KD_MAX_RELATIONS 65536
 
 /* Records a link or monitor. A second link from the same process is the
- * same link, as in OTP. Returns false when the mailbox is full. */
+ * same link, as in OTP, now held over the newer connection. Returns false
+ * when the mailbox is full. */
 static bool relation_add(struct kdist_mailbox *m, const struct kd_relation *r)
 {
 	pthread_mutex_lock(&m->lock);
 	for (size_t i = 0; !r->monitor && i < m->n_rels; i++)
 		if (!m->rels[i].monitor &&
 		    pid_equal(&m->rels[i].remote, &r->remote)) {
+			m->rels[i].session_id = r->session_id;
 			pthread_mutex_unlock(&m->lock);
 			return true;
 		}
@@ -189,7 +193,7 @@ static void dist_send(struct kd_session *s, struct kd_ctrl *c)
 static void dist_link(struct kd_session *s, struct kd_ctrl *c)
 {
 	struct kdist_mailbox *m = kd_mailbox_find_pid(s->node, &c->to);
-	struct kd_relation r = { .remote = c->from };
+	struct kd_relation r = { .remote = c->from, .session_id = s->id };
 	ei_x_buff x;
 
 	if (m && relation_add(m, &r)) {
@@ -237,13 +241,33 @@ static void dist_unlink(struct kd_session *s, struct kd_ctrl *c)
 	kd_mailbox_put(m);
 }
 
-/* Delivers an exit signal as {'EXIT', From, Reason}. */
+/* Delivers an exit signal from @from as the message {'EXIT', From,
+ * Reason}. @reason is an encoded term without version byte, or NULL for
+ * the atom @atom. */
+static void deliver_exit(struct kdist_mailbox *m, const erlang_pid *from,
+			 const uint8_t *reason, size_t reason_len,
+			 const char *atom)
+{
+	ei_x_buff x;
+
+	if (ei_x_new_with_version(&x) != 0)
+		return;
+	ei_x_encode_tuple_header(&x, 3);
+	ei_x_encode_atom(&x, "EXIT");
+	ei_x_encode_pid(&x, from);
+	if (reason)
+		ei_x_append_buf(&x, (const char *)reason, (int)reason_len);
+	else
+		ei_x_encode_atom(&x, atom);
+	deliver(m, from, x.buff, (size_t)x.index);
+	ei_x_free(&x);
+}
+
 static void dist_exit(struct kd_session *s, struct kd_ctrl *c, bool linked)
 {
 	struct kdist_mailbox *m = kd_mailbox_find_pid(s->node, &c->to);
 	const uint8_t *reason = c->reason;
 	size_t reason_len = c->reason_len;
-	ei_x_buff x;
 
 	if (!m)
 		return;
@@ -253,18 +277,7 @@ static void dist_exit(struct kd_session *s, struct kd_ctrl *c, bool linked)
 		reason = c->msg_term;
 		reason_len = c->msg_term_len;
 	}
-	if (ei_x_new_with_version(&x) == 0) {
-		ei_x_encode_tuple_header(&x, 3);
-		ei_x_encode_atom(&x, "EXIT");
-		ei_x_encode_pid(&x, &c->from);
-		if (reason)
-			ei_x_append_buf(&x, (const char *)reason,
-					(int)reason_len);
-		else
-			ei_x_encode_atom(&x, "normal");
-		deliver(m, &c->from, x.buff, (size_t)x.index);
-		ei_x_free(&x);
-	}
+	deliver_exit(m, &c->from, reason, reason_len, "normal");
 	kd_mailbox_put(m);
 }
 
@@ -276,6 +289,7 @@ static void dist_monitor(struct kd_session *s, struct kd_ctrl *c)
 		.monitor = true,
 		.by_name = !c->has_to_pid,
 		.ref = c->ref,
+		.session_id = s->id,
 	};
 	ei_x_buff x;
 
@@ -433,12 +447,105 @@ static void session_packet(void *user, struct kd_link *link,
 	free(whole);
 }
 
+/*
+ * Removes from @m the links and monitors that came over session @id and
+ * returns the linked pids in *@links, for their noconnection exits.
+ * Monitors go silently: the monitoring processes are on the lost node.
+ */
+static size_t relations_take_session(struct kdist_mailbox *m, uint64_t id,
+				     const char *peer, erlang_pid **links)
+{
+	size_t n = 0, kept = 0, lost = 0;
+	erlang_pid *out = NULL;
+
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < m->n_rels; i++)
+		if (m->rels[i].session_id == id && !m->rels[i].monitor)
+			n++;
+	if (n > 0) {
+		out = malloc(n * sizeof(*out));
+		if (!out)
+			lost = n;
+	}
+	n = 0;
+	for (size_t i = 0; i < m->n_rels; i++) {
+		const struct kd_relation *r = &m->rels[i];
+
+		if (r->session_id != id)
+			m->rels[kept++] = *r;
+		else if (!r->monitor && out)
+			out[n++] = r->remote;
+	}
+	m->n_rels = kept;
+	pthread_mutex_unlock(&m->lock);
+	if (lost > 0)
+		kd_err("conn %s: out of memory: %zu noconnection exits to "
+		       "mailbox %u not delivered",
+		       peer, lost, m->epid.num);
+	*links = out;
+	return n;
+}
+
+/* From @m on, the first open mailbox with relations over session @id:
+ * takes them and a reference to the mailbox. node->lock held. */
+static struct kdist_mailbox *mailbox_next_broken(struct kdist_mailbox *m,
+						 const struct kd_session *s,
+						 erlang_pid **links, size_t *n)
+{
+	for (; m; m = m->next) {
+		if (m->closed)
+			continue;
+		*n = relations_take_session(m, s->id, s->peer_name, links);
+		if (*n > 0) {
+			atomic_fetch_add(&m->refs, 1);
+			return m;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Reports the links that the end of @s breaks. Each mailbox gets
+ * {'EXIT', Pid, noconnection} once per process linked to it over @s, as a
+ * process that traps exits does in OTP. Runs after the session's last
+ * packet, so no link over it can be added later.
+ */
+static void session_links_down(struct kd_session *s)
+{
+	struct kdist_node *node = s->node;
+	struct kdist_mailbox *m, *next;
+	erlang_pid *links = NULL;
+	size_t n = 0, total = 0;
+
+	pthread_mutex_lock(&node->lock);
+	m = mailbox_next_broken(node->mailboxes, s, &links, &n);
+	pthread_mutex_unlock(&node->lock);
+	while (m) {
+		for (size_t i = 0; i < n; i++)
+			deliver_exit(m, &links[i], NULL, 0, "noconnection");
+		total += n;
+		free(links);
+		/* The reference keeps @m on the list, so m->next is valid. */
+		pthread_mutex_lock(&node->lock);
+		next = mailbox_next_broken(m->next, s, &links, &n);
+		pthread_mutex_unlock(&node->lock);
+		kd_mailbox_put(m);
+		m = next;
+	}
+	if (total > 0)
+		kd_info("conn %s: %zu links to local mailboxes broken, each "
+			"reported as an exit with reason noconnection",
+			s->peer_name, total);
+}
+
 static void session_closed(void *user, struct kd_link *link, int err,
 			   const char *reason)
 {
 	struct kd_session *s = user;
-	struct kd_cmd *cmd = calloc(1, sizeof(*cmd));
+	struct kd_cmd *cmd;
 
+	session_links_down(s);
+	cmd = calloc(1, sizeof(*cmd));
 	s->close_err = err;
 	kd_link_get_stats(link, &s->final_stats);
 	snprintf(s->close_reason, sizeof(s->close_reason), "%s",
@@ -453,6 +560,13 @@ static void session_closed(void *user, struct kd_link *link, int err,
 	kd_post_cmd(s->node, cmd);
 }
 
+/*
+ * Feeds the link, whose queue is below half its limit again, with
+ * fragments of large messages. Then the user's writable callback runs
+ * once per -EAGAIN episode, unless the queue of large messages still
+ * rejects sends. In that case feeding has filled the link, so this runs
+ * again when the link drains.
+ */
 static void session_writable(void *user, struct kd_link *link)
 {
 	struct kd_session *s = user;
@@ -460,9 +574,11 @@ static void session_writable(void *user, struct kd_link *link)
 	kdist_writable_fn fn;
 	void *fn_user;
 
-	/* Fragments of large messages first; a sender turned away by either
-	 * queue may then try again. */
 	kd_session_feed(s);
+	if (!atomic_load(&s->user_blocked) || kd_session_bulk_full(s) ||
+	    !atomic_exchange(&s->user_blocked, false) ||
+	    atomic_load(&node->draining))
+		return;
 	pthread_mutex_lock(&node->lock);
 	fn = node->writable_fn;
 	fn_user = node->writable_user;

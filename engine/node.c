@@ -440,6 +440,14 @@ int kdist_node_start(struct kdist_node *node)
 {
 	int err;
 
+	if (node->running || node->loop)
+		return kd_fail(EALREADY, "node: %s is already started",
+			       node->name);
+	if (node->stopped)
+		return kd_fail(EINVAL,
+			       "node: %s was stopped and cannot start again; "
+			       "destroy it and create a new node",
+			       node->name);
 	err = kd_loop_create(node->cfg.data_threads, &node->loop);
 	if (err)
 		return kd_fail(err, "node: cannot start the data loop: %s",
@@ -453,6 +461,7 @@ int kdist_node_start(struct kdist_node *node)
 	err = kd_net_kernel_open(node);
 	if (err) {
 		kdist_node_stop(node);
+		node->stopped = false; /* a failed start may be tried again */
 		return err;
 	}
 	return 0;
@@ -509,10 +518,26 @@ static void node_log_unsent(struct kdist_node *node)
 	}
 }
 
+/* Stop and destroy join the engine's threads, so a callback running on
+ * one of them must not call them. */
+static bool node_called_from_callback(const char *fn)
+{
+	if (!kd_on_engine_thread())
+		return false;
+	kd_err("node: %s() called from a callback, where it would wait for "
+	       "the thread it runs on; nothing done (call it from an "
+	       "application thread)",
+	       fn);
+	return true;
+}
+
 void kdist_node_stop(struct kdist_node *node)
 {
+	if (node_called_from_callback("kdist_node_stop"))
+		return;
 	if (!node->running && !node->loop)
 		return;
+	node->stopped = true;
 	node_drain(node);
 	kd_control_stop(node);
 	pthread_mutex_lock(&node->lock);
@@ -546,18 +571,18 @@ static void node_free_peers(struct kdist_node *node)
 	}
 }
 
+static void mailbox_free(struct kdist_mailbox *m);
+
 void kdist_node_destroy(struct kdist_node *node)
 {
 	struct kdist_mailbox *m, *next;
 
-	if (!node)
+	if (!node || node_called_from_callback("kdist_node_destroy"))
 		return;
 	kdist_node_stop(node);
 	for (m = node->mailboxes; m; m = next) {
 		next = m->next;
-		pthread_mutex_destroy(&m->lock);
-		free(m->rels);
-		free(m);
+		mailbox_free(m);
 	}
 	node_free_peers(node);
 	if (node->server_ctx)
@@ -653,6 +678,38 @@ void kd_node_make_ref(struct kdist_node *node, erlang_ref *ref)
 
 /* ---- mailboxes ---- */
 
+/* Pid numbers of the 2^28 that a 15-bit number and a 13-bit serial give,
+ * the fields OTP uses for a pid's external form. */
+#define KD_PID_SPACE (1u << 28)
+
+static bool mailbox_pid_open(struct kdist_node *node, uint32_t num,
+			     uint32_t serial)
+{
+	for (struct kdist_mailbox *m = node->mailboxes; m; m = m->next)
+		if (!m->closed && m->epid.num == num && m->epid.serial == serial)
+			return true;
+	return false;
+}
+
+/* Gives @pid the next number and serial, as OTP counts them, so a pid
+ * comes back only after 2^28 mailboxes, and never while an open mailbox
+ * uses it. node->lock held. */
+static void mailbox_next_pid(struct kdist_node *node, erlang_pid *pid)
+{
+	uint32_t next;
+
+	do {
+		next = node->next_pid++;
+		if (node->next_pid == KD_PID_SPACE) {
+			node->next_pid = 1;
+			node->pids_wrapped = true;
+		}
+		pid->num = next & 0x7fff;
+		pid->serial = next >> 15;
+	} while (node->pids_wrapped &&
+		 mailbox_pid_open(node, pid->num, pid->serial));
+}
+
 int kdist_mailbox_open(struct kdist_node *node, const char *name,
 		       kdist_receive_fn fn, void *user,
 		       struct kdist_mailbox **out)
@@ -662,9 +719,11 @@ int kdist_mailbox_open(struct kdist_node *node, const char *name,
 	if (name && (strlen(name) == 0 || strlen(name) > KDIST_MAX_ATOM))
 		return kd_fail(EINVAL, "mailbox: invalid name '%s'", name);
 	if (!node->creation)
-		return kd_fail(EAGAIN, "mailbox: open mailboxes after "
-				       "kdist_node_start(), which gives the "
-				       "node its creation");
+		return kd_fail(ENOTCONN, "mailbox: node %s is not started; "
+					 "open mailboxes after "
+					 "kdist_node_start(), which gives the "
+					 "node its creation",
+			       node->name);
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
@@ -673,6 +732,7 @@ int kdist_mailbox_open(struct kdist_node *node, const char *name,
 	m->user = user;
 	atomic_init(&m->refs, 1);
 	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->idle, NULL);
 	if (name)
 		snprintf(m->name, sizeof(m->name), "%s", name);
 
@@ -681,6 +741,7 @@ int kdist_mailbox_open(struct kdist_node *node, const char *name,
 		for (struct kdist_mailbox *o = node->mailboxes; o; o = o->next)
 			if (!o->closed && strcmp(o->name, name) == 0) {
 				pthread_mutex_unlock(&node->lock);
+				pthread_cond_destroy(&m->idle);
 				pthread_mutex_destroy(&m->lock);
 				free(m);
 				return kd_fail(EEXIST,
@@ -690,8 +751,7 @@ int kdist_mailbox_open(struct kdist_node *node, const char *name,
 			}
 	}
 	snprintf(m->epid.node, sizeof(m->epid.node), "%s", node->name);
-	m->epid.num = node->next_pid++ & 0x7fff;
-	m->epid.serial = 0;
+	mailbox_next_pid(node, &m->epid);
 	m->epid.creation = node->creation;
 	kd_pid_to_public(&m->epid, &m->pid);
 	m->next = node->mailboxes;
@@ -739,11 +799,51 @@ struct kdist_mailbox *kd_mailbox_find_pid(struct kdist_node *node,
 	return m;
 }
 
-/* Drops a reference. The memory itself stays on the node's list until
- * the node is destroyed, so a racing lookup never touches freed memory. */
+static void mailbox_free(struct kdist_mailbox *m)
+{
+	pthread_cond_destroy(&m->idle);
+	pthread_mutex_destroy(&m->lock);
+	free(m->rels);
+	free(m);
+}
+
+/* Drops a reference and frees a closed mailbox with its last one. Lookups
+ * skip closed mailboxes, so none can take a reference meanwhile. */
 void kd_mailbox_put(struct kdist_mailbox *mbox)
 {
-	atomic_fetch_sub(&mbox->refs, 1);
+	struct kdist_node *node = mbox->node;
+	struct kdist_mailbox **pp;
+
+	if (atomic_fetch_sub(&mbox->refs, 1) != 1)
+		return;
+	pthread_mutex_lock(&node->lock);
+	for (pp = &node->mailboxes; *pp; pp = &(*pp)->next)
+		if (*pp == mbox) {
+			*pp = mbox->next;
+			break;
+		}
+	pthread_mutex_unlock(&node->lock);
+	mailbox_free(mbox);
+}
+
+bool kd_mailbox_enter(struct kdist_mailbox *mbox)
+{
+	bool open;
+
+	pthread_mutex_lock(&mbox->lock);
+	open = !mbox->closed;
+	if (open)
+		mbox->running++;
+	pthread_mutex_unlock(&mbox->lock);
+	return open;
+}
+
+void kd_mailbox_leave(struct kdist_mailbox *mbox)
+{
+	pthread_mutex_lock(&mbox->lock);
+	if (--mbox->running == 0 && mbox->closed)
+		pthread_cond_broadcast(&mbox->idle);
+	pthread_mutex_unlock(&mbox->lock);
 }
 
 /* Sends the exit signals a closing mailbox owes: EXIT to each linked
@@ -788,43 +888,32 @@ void kdist_mailbox_close(struct kdist_mailbox *mbox, const char *reason)
 		pthread_mutex_unlock(&node->lock);
 		return;
 	}
+	pthread_mutex_lock(&mbox->lock);
 	mbox->closed = true;
+	pthread_mutex_unlock(&mbox->lock);
 	pthread_mutex_unlock(&node->lock);
 	mailbox_signal_exit(mbox, reason ? reason : "normal");
-	kd_mailbox_put(mbox);
-}
-
-/* Forgets the links and monitors held by processes on @peer, which has
- * gone down. */
-void kd_mailbox_drop_node(struct kdist_node *node, const char *peer)
-{
-	pthread_mutex_lock(&node->lock);
-	for (struct kdist_mailbox *m = node->mailboxes; m; m = m->next) {
-		size_t j = 0;
-
-		pthread_mutex_lock(&m->lock);
-		for (size_t i = 0; i < m->n_rels; i++)
-			if (strcmp(m->rels[i].remote.node, peer) != 0)
-				m->rels[j++] = m->rels[i];
-		m->n_rels = j;
-		if (j == 0) {
-			free(m->rels);
-			m->rels = NULL;
-			m->cap_rels = 0;
-		}
-		pthread_mutex_unlock(&m->lock);
+	/* A callback that closes a mailbox cannot wait: it may be that
+	 * mailbox's own callback, and no callback may block. */
+	if (!kd_on_engine_thread()) {
+		pthread_mutex_lock(&mbox->lock);
+		while (mbox->running > 0)
+			pthread_cond_wait(&mbox->idle, &mbox->lock);
+		pthread_mutex_unlock(&mbox->lock);
 	}
-	pthread_mutex_unlock(&node->lock);
+	kd_mailbox_put(mbox);
 }
 
 int kdist_connect(struct kdist_node *node, const char *peer,
 		  unsigned timeout_ms)
 {
 	uint64_t deadline = kd_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	/* The control thread makes the connection, so a callback, which
+	 * may run on it, starts the attempt and does not wait for it. */
+	bool in_callback = kd_on_engine_thread();
 	struct timespec ts;
 	struct kd_peer *p;
 	struct kd_cmd *cmd;
-	bool start = false;
 	int err = 0;
 
 	if (!strchr(peer, '@'))
@@ -832,26 +921,53 @@ int kdist_connect(struct kdist_node *node, const char *peer,
 			       "connect: invalid node name '%s' (expected "
 			       "name@host)",
 			       peer);
+	cmd = calloc(1, sizeof(*cmd));
+	if (!cmd)
+		return -ENOMEM;
+	cmd->type = KD_CMD_CONNECT;
+	snprintf(cmd->peer, sizeof(cmd->peer), "%s", peer);
 	pthread_mutex_lock(&node->lock);
+	if (!node->running || atomic_load(&node->draining)) {
+		pthread_mutex_unlock(&node->lock);
+		free(cmd);
+		if (node->running)
+			return kd_fail(ESHUTDOWN,
+				       "connect: %s: node %s is stopping",
+				       peer, node->name);
+		return kd_fail(ENOTCONN,
+			       "connect: %s: node %s is not started; call "
+			       "kdist_node_start() first",
+			       peer, node->name);
+	}
 	p = kd_peer_get(node, peer, true);
 	if (!p) {
 		pthread_mutex_unlock(&node->lock);
+		free(cmd);
 		return -ENOMEM;
 	}
+	if (p->state == KD_PEER_UP) {
+		pthread_mutex_unlock(&node->lock);
+		free(cmd);
+		return 0;
+	}
+	if (in_callback)
+		p->report_failure = true;
 	if (p->state == KD_PEER_IDLE) {
 		p->state = KD_PEER_CONNECTING;
 		p->last_error = 0;
-		start = true;
+	} else {
+		free(cmd);
+		cmd = NULL;
 	}
 	pthread_mutex_unlock(&node->lock);
-	if (start) {
-		cmd = calloc(1, sizeof(*cmd));
-		if (!cmd)
-			return -ENOMEM;
-		cmd->type = KD_CMD_CONNECT;
-		snprintf(cmd->peer, sizeof(cmd->peer), "%s", peer);
+	if (cmd)
 		kd_post_cmd(node, cmd);
-	}
+	if (in_callback)
+		return kd_fail(EINPROGRESS,
+			       "connect: %s: connecting in the background, "
+			       "because a callback must not wait; the nodeup "
+			       "or nodedown callback reports the outcome",
+			       peer);
 
 	pthread_mutex_lock(&node->lock);
 	while (p->state == KD_PEER_CONNECTING) {

@@ -41,9 +41,13 @@ struct kd_relation {
 	bool monitor;	/* else a link */
 	bool by_name;	/* monitor set on the registered name */
 	erlang_ref ref; /* monitors only */
+	uint64_t session_id; /* the connection it came over; its end breaks it */
 };
 
-/* Owned by the node; reachable from any thread through node->lock. */
+/*
+ * Owned by the node; reachable from any thread through node->lock. The
+ * last reference, which kdist_mailbox_close() or a lookup drops, frees it.
+ */
 struct kdist_mailbox {
 	struct kdist_node *node;
 	struct kdist_pid pid;
@@ -51,9 +55,12 @@ struct kdist_mailbox {
 	char name[MAXATOMLEN_UTF8]; /* empty when unregistered */
 	kdist_receive_fn fn;
 	void *user;
+	/* One for the owner until kdist_mailbox_close(), one per lookup. */
 	atomic_int refs;
-	bool closed;		/* under node->lock */
-	pthread_mutex_t lock;	/* protects rels */
+	bool closed;		/* set under node->lock and lock */
+	pthread_mutex_t lock;	/* protects rels, closed and running */
+	pthread_cond_t idle;	/* running dropped to 0 */
+	unsigned running;	/* receive callbacks in progress */
 	struct kd_relation *rels;
 	size_t n_rels, cap_rels;
 	struct kdist_mailbox *next; /* node->mailboxes */
@@ -77,6 +84,7 @@ struct kd_session {
 	/* One for the peer table (dropped when the link has closed), one
 	 * per API call that uses the session outside node->lock. */
 	atomic_uint refs;
+	uint64_t id; /* unique for the node's life */
 	struct kdist_node *node;
 	struct kd_peer *peer;
 	struct kd_link *link;
@@ -95,8 +103,9 @@ struct kd_session {
 	/* Whether bulk_head is set, for a check without bulk_lock. */
 	atomic_bool bulk_queued;
 	size_t bulk_bytes;
-	bool bulk_blocked; /* a sender got -EAGAIN from the bulk queue */
 	uint64_t frag_seq;
+	/* kdist_send_*() returned -EAGAIN and the writable callback is owed. */
+	atomic_bool user_blocked;
 	atomic_uint_fast64_t unknown_ctrl;
 	atomic_bool unknown_logged;
 	int close_err;
@@ -129,9 +138,12 @@ struct kd_peer {
 	uint64_t nok_wait_ns; /* deadline, 0 when not waiting */
 	struct kd_pending_msg *q_head, *q_tail;
 	size_t q_bytes;
-	bool q_blocked; /* a sender got -EAGAIN from the queue */
+	bool q_blocked; /* a sender got -EAGAIN; the writable callback is owed */
 	int last_error; /* of the last failed attempt, for kdist_connect */
 	char last_reason[KD_REASON_MAX];
+	/* A kdist_connect() from a callback returned -EINPROGRESS for this
+	 * attempt, so a failure is reported as a nodedown. */
+	bool report_failure;
 	struct kd_peer *next; /* hash chain */
 };
 
@@ -184,6 +196,20 @@ struct kd_cmd {
 	struct kd_cmd *next;
 };
 
+enum kd_notice_type {
+	KD_NOTICE_CONNECT_FAILED, /* nodedown with no statistics */
+	KD_NOTICE_WRITABLE,
+};
+
+/* A callback that the control thread owes, queued under node->lock and
+ * called once the lock is released. */
+struct kd_notice {
+	struct kd_notice *next;
+	enum kd_notice_type type;
+	char peer[KDIST_MAX_NODE_NAME + 1];
+	char reason[KD_REASON_MAX];
+};
+
 struct kdist_node {
 	struct kdist_config cfg;
 	char name[KDIST_MAX_NODE_NAME + 1];
@@ -209,7 +235,9 @@ struct kdist_node {
 	struct kd_peer *peers[KD_PEER_BUCKETS];
 	struct kdist_mailbox *mailboxes;
 	uint32_t next_pid;
+	bool pids_wrapped; /* every pid number has been handed out once */
 	uint32_t next_ref;
+	uint64_t next_session_id;
 	struct kdist_mailbox *net_kernel;
 
 	kdist_nodeup_fn up_fn;
@@ -217,10 +245,12 @@ struct kdist_node {
 	void *monitor_user;
 	kdist_writable_fn writable_fn;
 	void *writable_user;
+	struct kd_notice *notices, *notices_tail; /* under lock */
 
 	/* Control thread. */
 	pthread_t control;
 	bool running;
+	bool stopped; /* kdist_node_stop() ran on a started node */
 	int listen_fd;
 	int epmd_fd;
 	uint64_t epmd_retry_ns;
@@ -243,6 +273,10 @@ struct kdist_mailbox *kd_mailbox_find_name(struct kdist_node *node,
 struct kdist_mailbox *kd_mailbox_find_pid(struct kdist_node *node,
 					  const erlang_pid *pid);
 void kd_mailbox_put(struct kdist_mailbox *mbox);
+/* Brackets a receive callback of @mbox; false when it is closed and the
+ * callback must not run. */
+bool kd_mailbox_enter(struct kdist_mailbox *mbox);
+void kd_mailbox_leave(struct kdist_mailbox *mbox);
 void kd_post_cmd(struct kdist_node *node, struct kd_cmd *cmd);
 void kd_pid_to_public(const erlang_pid *in, struct kdist_pid *out);
 void kd_pid_from_public(const struct kdist_pid *in, erlang_pid *out);
@@ -261,11 +295,11 @@ int kd_session_send(struct kd_session *s, const ei_x_buff *ctrl,
 int kd_session_send_raw(struct kd_session *s, const void *sender,
 			const uint8_t *ctrl, size_t ctrl_len,
 			const uint8_t *msg, size_t msg_len, unsigned flags);
-bool kd_session_feed(struct kd_session *s);
+void kd_session_feed(struct kd_session *s);
+bool kd_session_bulk_full(struct kd_session *s);
 size_t kd_session_bulk_bytes(const struct kd_session *s);
 size_t kd_node_bulk_pending(struct kdist_node *node);
 void kd_session_bulk_free(struct kd_session *s);
-void kd_mailbox_drop_node(struct kdist_node *node, const char *peer);
 void kd_session_fill_stats(const struct kd_session *s,
 			   const struct kd_link_stats *ls,
 			   struct kdist_conn_stats *st);
@@ -273,6 +307,9 @@ void kd_session_fill_stats(const struct kd_session *s,
 /* conn.c */
 int kd_control_start(struct kdist_node *node);
 void kd_control_stop(struct kdist_node *node);
+/* True on a control thread or a data thread, where callbacks run and the
+ * API must not wait. */
+bool kd_on_engine_thread(void);
 
 /* dist.c */
 extern const struct kd_link_callbacks kd_session_callbacks;

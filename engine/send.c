@@ -81,15 +81,13 @@ static void bulk_free(struct kd_bulk *b)
 }
 
 /*
- * Feeds bulk messages to the link until its queue is full. Called after
- * each new bulk message and from the link's writable callback. Returns
- * true when the bulk queue became empty after having turned a sender
- * away.
+ * Feeds bulk messages to the link until its queue is full, which makes
+ * the link call its writable callback once it drains. Called after each
+ * new bulk message and from that callback.
  */
-bool kd_session_feed(struct kd_session *s)
+void kd_session_feed(struct kd_session *s)
 {
 	size_t dropped = 0;
-	bool notify = false;
 	int drop_err = 0;
 
 	pthread_mutex_lock(&s->bulk_lock);
@@ -114,15 +112,26 @@ bool kd_session_feed(struct kd_session *s)
 		s->bulk_bytes -= b->ctrl_len + b->msg_len;
 		bulk_free(b);
 	}
-	if (!s->bulk_head && s->bulk_blocked) {
-		s->bulk_blocked = false;
-		notify = true;
-	}
 	pthread_mutex_unlock(&s->bulk_lock);
 	if (dropped > 0)
 		kd_warn("conn %s: %zu large messages were not sent: %s",
 			s->peer_name, dropped, strerror(-drop_err));
-	return notify;
+}
+
+/* True while the bulk queue turns senders away; bulk_lock held. */
+static bool bulk_over_limit(const struct kd_session *s)
+{
+	return s->bulk_head && s->bulk_bytes > s->node->cfg.send_queue_bytes;
+}
+
+bool kd_session_bulk_full(struct kd_session *s)
+{
+	bool full;
+
+	pthread_mutex_lock(&s->bulk_lock);
+	full = bulk_over_limit(s);
+	pthread_mutex_unlock(&s->bulk_lock);
+	return full;
 }
 
 /* Large messages still waiting in the bulk queues of connected peers. */
@@ -247,9 +256,7 @@ int kd_session_send_raw(struct kd_session *s, const void *sender,
 		return link_send_header_form(s, ctrl, ctrl_len, msg, msg_len,
 					     flags);
 	}
-	if (!(flags & KD_SEND_FORCE) && s->bulk_head &&
-	    s->bulk_bytes > s->node->cfg.send_queue_bytes) {
-		s->bulk_blocked = true;
+	if (!(flags & KD_SEND_FORCE) && bulk_over_limit(s)) {
 		pthread_mutex_unlock(&s->bulk_lock);
 		return kd_fail(EAGAIN,
 			       "send: queue to %s is full (%zu bytes of large "
@@ -318,6 +325,22 @@ static int peer_queue(struct kd_peer *p, size_t limit, const void *sender,
 	return 0;
 }
 
+/*
+ * A sender got -EAGAIN from @s: the writable callback follows once the
+ * session takes sends again (session_writable() in dist.c), or once its
+ * link has closed (control_link_closed() in conn.c). Returns -EAGAIN, or
+ * -ENOTCONN when the link is already closing and no callback will come.
+ */
+static int session_owe_writable(struct kd_session *s)
+{
+	atomic_store(&s->user_blocked, true);
+	if (kd_link_want_writable(s->link))
+		return -EAGAIN;
+	/* The closed link's handler may have taken the flag meanwhile,
+	 * and then it makes the call. */
+	return atomic_exchange(&s->user_blocked, false) ? -ENOTCONN : -EAGAIN;
+}
+
 int kd_node_send_packet(struct kdist_node *node, const void *sender,
 			const char *peer, const ei_x_buff *ctrl,
 			const void *msg, size_t len, unsigned flags)
@@ -353,6 +376,8 @@ int kd_node_send_packet(struct kdist_node *node, const void *sender,
 		pthread_mutex_unlock(&node->lock);
 		err = kd_session_send_raw(s, sender, (const uint8_t *)ctrl->buff,
 					  (size_t)ctrl->index, msg, len, flags);
+		if (err == -EAGAIN)
+			err = session_owe_writable(s);
 		kd_session_put(s);
 		if (err == -EAGAIN)
 			kd_fail(EAGAIN,

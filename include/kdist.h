@@ -9,13 +9,19 @@
  *
  * - kdist_node_create(), kdist_node_start(), kdist_node_stop() and
  *   kdist_node_destroy() are called from one application thread, never from
- *   a callback.
+ *   a callback: stop and destroy would wait for the thread the callback
+ *   runs on, so from a callback they log an error and do nothing.
  * - kdist_send_*(), kdist_connect(), kdist_disconnect(), kdist_mailbox_*()
- *   and kdist_node_stats() are safe from any thread, callbacks included.
+ *   and kdist_node_stats() are safe from any thread, callbacks included,
+ *   and none of them waits when called from a callback (see
+ *   kdist_connect() and kdist_mailbox_close()).
  * - Receive callbacks run on the data thread that owns the sender's
- *   connection. Nodeup and nodedown callbacks run on the control thread.
- *   Callbacks must not block: a slow callback stalls every connection of its
- *   thread.
+ *   connection. Nodeup and nodedown callbacks run on the control thread,
+ *   or, for connections that close during kdist_node_stop(), on the thread
+ *   that called it. The comment on kdist_writable_fn names the threads
+ *   of writable callbacks. Callbacks must not block: a slow callback
+ *   stalls every connection of its thread, and on the control thread
+ *   every handshake and tick.
  * - The threads kdist starts block every asynchronous signal, so signals
  *   reach the application's threads, and kdist never raises SIGPIPE: the
  *   program need not ignore it.
@@ -162,7 +168,13 @@ void kdist_config_init(struct kdist_config *cfg);
 
 int kdist_node_create(const struct kdist_config *cfg,
 		      struct kdist_node **out);
-/* Listens, registers with EPMD and starts the threads. */
+/*
+ * Listens, registers with EPMD and starts the threads. On failure the node
+ * is not running but still allocated: free it with kdist_node_destroy(),
+ * or call kdist_node_start() again once the cause is fixed (EPMD started,
+ * the name freed). Returns -EALREADY when the node runs; a node that
+ * kdist_node_stop() stopped cannot start again.
+ */
 int kdist_node_start(struct kdist_node *node);
 /*
  * Closes every connection in order, unregisters and joins the threads.
@@ -188,17 +200,40 @@ uint16_t kdist_node_port(const struct kdist_node *node);
  * distribution message carried one (REG_SEND, SEND_SENDER), else NULL.
  * @payload is external term format. Both are valid only during the
  * call: copy *@from to reply later.
+ *
+ * Exit signals arrive as {'EXIT', From, Reason}, as for a process that
+ * traps exits. When the connection to a node ends, the mailbox gets
+ * {'EXIT', Pid, noconnection} once for each process on that node linked
+ * to it, after every message that came over that connection, and the
+ * monitors those processes held are dropped.
  */
 typedef void (*kdist_receive_fn)(void *user, struct kdist_mailbox *mbox,
 				 const struct kdist_pid *from,
 				 const void *payload, size_t len);
 
-/* Creates a mailbox with a pid; @name registers it (NULL: unregistered). */
+/*
+ * Creates a mailbox with a pid; @name registers it (NULL: unregistered).
+ * Open mailboxes after kdist_node_start(), which gives the node the
+ * creation that pids carry: before it, this returns -ENOTCONN. Returns
+ * -EEXIST when @name is already registered. Pids count up as OTP's do and
+ * come back only after 2^28 more mailboxes, so opening and closing one
+ * per request is fine.
+ */
 int kdist_mailbox_open(struct kdist_node *node, const char *name,
 		       kdist_receive_fn fn, void *user,
 		       struct kdist_mailbox **out);
-/* Unregisters and closes: linked and monitoring remote processes get an
- * exit signal with reason @reason (an atom such as "normal"). */
+/*
+ * Unregisters, closes and frees @mbox: linked and monitoring remote
+ * processes get an exit signal with reason @reason (an atom such as
+ * "normal"), and no receive callback of @mbox starts after the call.
+ * Called from an application thread, it returns once the callbacks of
+ * @mbox that data threads are running have returned, so @user may be freed
+ * then. Called from a callback, it does not wait: with data_threads above
+ * 1, a callback of @mbox on another data thread may still be running, so
+ * free @user from an application thread or after kdist_node_stop().
+ * @mbox and the pid of kdist_mailbox_pid() must not be used after the
+ * call, except by a callback of @mbox that is still running.
+ */
 void kdist_mailbox_close(struct kdist_mailbox *mbox, const char *reason);
 const struct kdist_pid *kdist_mailbox_pid(const struct kdist_mailbox *mbox);
 
@@ -208,9 +243,10 @@ const struct kdist_pid *kdist_mailbox_pid(const struct kdist_mailbox *mbox);
  * pid's node exists, one is set up and the message waits for it; when
  * that set-up fails, the waiting messages are dropped with a log line.
  * Call kdist_connect() first to learn whether a node is reachable.
- * Returns -EAGAIN when the connection's send queue is full (see
- * kdist_set_writable_fn), -ESHUTDOWN once kdist_node_stop() has begun,
- * -ENOTCONN when the connection is closing or the node is stopped.
+ * Returns -EAGAIN when the connection's send queue is full (the writable
+ * callback follows, see kdist_writable_fn), -ESHUTDOWN once
+ * kdist_node_stop() has begun, -ENOTCONN when the connection is closing
+ * or the node is stopped.
  */
 int kdist_send_pid(struct kdist_mailbox *from, const struct kdist_pid *to,
 		   const void *payload, size_t len);
@@ -218,15 +254,41 @@ int kdist_send_pid(struct kdist_mailbox *from, const struct kdist_pid *to,
 int kdist_send_name(struct kdist_mailbox *from, const char *node,
 		    const char *name, const void *payload, size_t len);
 
-/* Called once a connection whose queue was full has room again. The
- * set-up functions below take effect at once; call them before
- * kdist_node_start() to see every event. */
+/*
+ * Called once after kdist_send_*() returned -EAGAIN for @peer, however
+ * many sends got -EAGAIN meanwhile, when sends to @peer are accepted
+ * again:
+ * - the connection's queue has drained below half its limit: on the data
+ *   thread that owns the connection;
+ * - the connection came up and took the messages that waited for it, or
+ *   the attempt failed or the connection closed and what waited was
+ *   dropped (the next send sets up a new connection): on the control
+ *   thread, after the nodedown callback of a closed connection.
+ * None is called once kdist_node_stop() has begun. @peer is valid only
+ * during the call. The set-up functions below take effect at once; call
+ * them before kdist_node_start() to see every event.
+ */
 typedef void (*kdist_writable_fn)(void *user, const char *peer);
 void kdist_set_writable_fn(struct kdist_node *node, kdist_writable_fn fn,
 			   void *user);
 
-/* Sets up a connection and waits up to @timeout_ms for it. 0 when the
- * node is connected, -ETIMEDOUT or another error otherwise. */
+/*
+ * Sets up a connection to @peer ("name@host"); 0 when it is up.
+ *
+ * From an application thread it waits up to @timeout_ms, as
+ * net_kernel:connect_node/1 does, and returns 0, -ETIMEDOUT, or the error
+ * that ended the attempt (-ENOENT when EPMD does not know the name).
+ *
+ * From a callback, which must not wait, it starts the attempt and returns
+ * -EINPROGRESS at once (0 when @peer is already up), as
+ * erlang:monitor_node/2 does: the nodeup callback reports success, and a
+ * nodedown callback with @final NULL reports failure, unless the node
+ * stops first. @timeout_ms is not used then: the EPMD look-up, the TCP
+ * connect and the handshakes are each bounded by handshake_timeout_ms.
+ *
+ * -ENOTCONN when the node is not started, -ESHUTDOWN once
+ * kdist_node_stop() has begun.
+ */
 int kdist_connect(struct kdist_node *node, const char *peer,
 		  unsigned timeout_ms);
 int kdist_disconnect(struct kdist_node *node, const char *peer);
@@ -254,7 +316,10 @@ struct kdist_conn_stats {
 /*
  * Called when a connection to @peer comes up or goes down. For nodedown,
  * @reason is a sentence such as "connection closed by peer" and @final
- * the connection's statistics at the end.
+ * the connection's statistics at the end. @final is NULL when the
+ * connection never came up: an attempt that kdist_connect() returned
+ * -EINPROGRESS for has failed. @peer, @reason and @final are valid only
+ * during the call.
  */
 typedef void (*kdist_nodeup_fn)(void *user, const char *peer);
 typedef void (*kdist_nodedown_fn)(void *user, const char *peer,

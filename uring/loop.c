@@ -635,6 +635,11 @@ static void thread_stop(struct kd_thread *t)
 	sem_destroy(&t->started);
 }
 
+bool kd_loop_on_data_thread(void)
+{
+	return current_thread != NULL;
+}
+
 int kd_loop_create(unsigned nthreads, struct kd_loop **out)
 {
 	struct kd_loop *loop;

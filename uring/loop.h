@@ -75,6 +75,8 @@ struct kd_link_stats {
 };
 
 int kd_loop_create(unsigned nthreads, struct kd_loop **out);
+/* True when the calling thread is a data thread of any loop. */
+bool kd_loop_on_data_thread(void);
 /* Closes every link (each gets its closed callback) and joins threads. */
 void kd_loop_destroy(struct kd_loop *loop);
 
@@ -111,6 +113,12 @@ int kd_loop_attach(struct kd_loop *loop, const struct kd_link_params *p,
  */
 int kd_link_send(struct kd_link *link, const struct iovec *iov,
 		 unsigned iovcnt, unsigned flags);
+/*
+ * Asks for the writable callback once the queue is below half its limit,
+ * for a sender that a layer above turned away. Returns false when the
+ * link is closing, so no writable callback will come.
+ */
+bool kd_link_want_writable(struct kd_link *link);
 /* Starts closing; the closed callback follows with @err and @reason. */
 void kd_link_close(struct kd_link *link, int err, const char *reason);
 void kd_link_get_stats(struct kd_link *link, struct kd_link_stats *st);

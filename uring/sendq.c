@@ -173,6 +173,15 @@ int kd_link_send(struct kd_link *l, const struct iovec *iov, unsigned iovcnt,
 	return 0;
 }
 
+bool kd_link_want_writable(struct kd_link *l)
+{
+	if (atomic_load(&l->closing))
+		return false;
+	atomic_store(&l->blocked, true);
+	kd_link_schedule(l, KD_OP_SEND);
+	return true;
+}
+
 /* Moves the whole queue behind the data thread's own list. */
 struct kd_chunk *kd_sendq_take(struct kd_link *l)
 {

@@ -69,6 +69,10 @@ run("large", [Node, MiB]) -> check_large(node_atom(Node), list_to_integer(MiB));
 run("monitor", [Node]) -> check_monitor(node_atom(Node));
 run("link", [Node, Creation]) ->
 	check_link(node_atom(Node), list_to_integer(Creation));
+run("link_hold", [Node]) -> check_link_hold(node_atom(Node));
+run("link_exits", [Node, Held, Want, Total]) ->
+	check_link_exits(node_atom(Node), node_atom(Held),
+			 list_to_integer(Want), list_to_integer(Total));
 run("call_timeout", [Node]) -> check_call_timeout(node_atom(Node));
 run("spawn", [Node]) -> check_spawn(node_atom(Node));
 run("nodes", [Node]) -> check_nodes(node_atom(Node));
@@ -327,6 +331,68 @@ collect_noproc(Acc, Ms) ->
 		{'EXIT', Pid, noproc} -> collect_noproc([Pid | Acc], Ms);
 		{'EXIT', Pid, Other} -> fail("link to ~p ended with ~p", [Pid, Other])
 	after Ms -> Acc
+	end.
+
+%% {SinkPid, [{From, Reason}]}: the sink's pid and the exit messages it got.
+sink_exits(Node) ->
+	{sink, Node} ! {self(), exits},
+	receive
+		{sink_exits, Pid, Exits} -> {Pid, Exits}
+	after ?REPLY_MS -> fail("no sink_exits from ~p", [Node])
+	end.
+
+%% Link two processes to the sink and monitor it from a third, then return,
+%% which halts this node with the links in place. An echo round trip after
+%% the links makes sure the kdist node has them before the halt.
+check_link_hold(Node) ->
+	check_ping(Node),
+	{Sink, _} = sink_exits(Node),
+	Self = self(),
+	Hold = fun(Set) ->
+		spawn(fun() ->
+			Set(Sink),
+			Self ! {held, self()},
+			receive stop -> ok end
+		end)
+	end,
+	Holders = [Hold(fun link/1), Hold(fun link/1),
+		   Hold(fun(P) -> erlang:monitor(process, P) end)],
+	[receive {held, H} -> ok after ?REPLY_MS -> fail("~p did not link", [H]) end
+	 || H <- Holders],
+	{echo, Node} ! {self(), linked},
+	receive linked -> ok
+	after ?REPLY_MS -> fail("echo silent after the links", [])
+	end,
+	io:format("kdist_peer: links held from ~s~n", [node()]),
+	ok.
+
+%% After node Held halted, the sink must hold exactly Want exits from its
+%% processes, each with reason noconnection and from a different process,
+%% and Total exits in all; one more second must bring no further exit.
+check_link_exits(Node, Held, Want, Total) ->
+	check_ping(Node),
+	wait_link_exits(Node, Held, Want, 50),
+	timer:sleep(1000),
+	{_, Exits} = sink_exits(Node),
+	From = [{P, R} || {P, R} <- Exits, node(P) =:= Held],
+	length(From) =:= Want orelse
+		fail("sink got ~b exits from ~p, expected ~b: ~p",
+		     [length(From), Held, Want, From]),
+	[fail("exit from ~p had reason ~p, expected noconnection", [P, R])
+	 || {P, R} <- From, R =/= noconnection],
+	length(lists:usort([P || {P, _} <- From])) =:= Want orelse
+		fail("the exits from ~p repeat a process: ~p", [Held, From]),
+	length(Exits) =:= Total orelse
+		fail("sink got ~b exits in all, expected ~b: ~p",
+		     [length(Exits), Total, Exits]),
+	ok.
+
+wait_link_exits(Node, Held, Want, Tries) ->
+	{_, Exits} = sink_exits(Node),
+	N = length([P || {P, _} <- Exits, node(P) =:= Held]),
+	if
+		N >= Want; Tries =< 0 -> ok;
+		true -> timer:sleep(100), wait_link_exits(Node, Held, Want, Tries - 1)
 	end.
 
 %% --- gen_server-style call -------------------------------------------------
@@ -638,7 +704,10 @@ serve([InboxFile]) ->
 		inbox_loop(Fd)
 	end)),
 	register(echo, spawn(fun echo_loop/0)),
-	register(sink, spawn(fun() -> sink_loop(0, 0) end)),
+	register(sink, spawn(fun() ->
+		process_flag(trap_exit, true),
+		sink_loop(0, 0, [])
+	end)),
 	io:format("kdist_peer: serving~n"),
 	ok.
 
@@ -656,13 +725,20 @@ echo_loop() ->
 	end,
 	echo_loop().
 
-sink_loop(Msgs, Bytes) ->
+sink_loop(Msgs, Bytes, Exits) ->
 	receive
 		{Pid, stats} when is_pid(Pid) ->
 			Pid ! {sink_stats, Msgs, Bytes},
-			sink_loop(Msgs, Bytes);
+			sink_loop(Msgs, Bytes, Exits);
+		{Pid, exits} when is_pid(Pid) ->
+			Pid ! {sink_exits, self(), lists:reverse(Exits)},
+			sink_loop(Msgs, Bytes, Exits);
 		Msg ->
-			sink_loop(Msgs + 1, Bytes + byte_size(term_to_binary(Msg)))
+			Kept = case Msg of
+				{'EXIT', From, Reason} -> [{From, Reason} | Exits];
+				_ -> Exits
+			end,
+			sink_loop(Msgs + 1, Bytes + byte_size(term_to_binary(Msg)), Kept)
 	end.
 
 %% --- soak: the erl side of tests/tools/seqpeer soak --------------------------

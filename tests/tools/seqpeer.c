@@ -175,7 +175,7 @@ static void on_down(void *user, const char *peer, const char *reason,
 	pthread_cond_broadcast(&st.cond);
 	pthread_mutex_unlock(&st.lock);
 	say("nodedown %s (%s) send queue %llu bytes", peer, reason,
-	    (unsigned long long)final->send_queue_bytes);
+	    final ? (unsigned long long)final->send_queue_bytes : 0ull);
 }
 
 static void on_writable(void *user, const char *peer)

@@ -5,7 +5,9 @@
  * signals, over inet_tcp and over TLS (user-space path; certificates from
  * tests/certs/mkcerts).
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,11 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <ei.h>
+#include <malloc.h>
 
 #include "epmd.h"
 #include "kdist.h"
@@ -48,6 +52,7 @@ struct env {
 	char down_reason[256];
 	pthread_mutex_t down_lock;
 	atomic_bool release; /* ends hold_thread(), also when a test fails */
+	unsigned handshake_timeout_ms; /* for nodes started later; 0: default */
 };
 
 static void inbox_init(struct inbox *in)
@@ -160,6 +165,7 @@ static struct kdist_node *start_node_allow(struct env *e, const char *name,
 	cfg.net_ticktime = 4;
 	cfg.allow = allow;
 	cfg.n_allow = n_allow;
+	cfg.handshake_timeout_ms = e->handshake_timeout_ms;
 	if (tls) {
 		snprintf(conf, sizeof(conf), "%s/dist-tls13.conf", e->certs);
 		cfg.proto = KDIST_PROTO_INET_TLS;
@@ -649,6 +655,530 @@ static void node_ticks_keep_link(void **state)
 	assert_int_equal(down_count(e), 0);
 }
 
+/* A mailbox needs the creation that kdist_node_start() gets from EPMD, so
+ * opening one earlier fails with its own errno, not the -EAGAIN of a full
+ * send queue. */
+static void node_mailbox_open_before_start(void **state)
+{
+	struct env *e = *state;
+	struct kdist_node *node = NULL;
+	struct kdist_mailbox *mbox = NULL;
+	struct kdist_config cfg;
+
+	kdist_config_init(&cfg);
+	cfg.node_name = "early@localhost";
+	cfg.cookie = "cookie-one";
+	cfg.epmd_port = e->epmd_port;
+	cfg.proto = KDIST_PROTO_INET_TCP;
+	cfg.log_level = KDIST_LOG_WARN;
+	assert_int_equal(kdist_node_create(&cfg, &node), 0);
+	assert_int_equal(kdist_mailbox_open(node, "early", NULL, NULL, &mbox),
+			 -ENOTCONN);
+	assert_null(mbox);
+	assert_non_null(strstr(kdist_strerror(), "kdist_node_start()"));
+	assert_int_equal(kdist_node_start(node), 0);
+	assert_int_equal(kdist_mailbox_open(node, "early", NULL, NULL, &mbox),
+			 0);
+	kdist_node_destroy(node);
+}
+
+/* A receive callback that takes its time, to close its mailbox while it
+ * runs. */
+struct slow_box {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool entered;
+	bool left;
+};
+
+static void slow_receive(void *user, struct kdist_mailbox *mbox,
+			 const struct kdist_pid *from, const void *payload,
+			 size_t len)
+{
+	struct slow_box *sb = user;
+
+	pthread_mutex_lock(&sb->lock);
+	sb->entered = true;
+	pthread_cond_broadcast(&sb->cond);
+	pthread_mutex_unlock(&sb->lock);
+	usleep(300000);
+	pthread_mutex_lock(&sb->lock);
+	sb->left = true;
+	pthread_mutex_unlock(&sb->lock);
+}
+
+/* kdist_mailbox_close() from an application thread returns only once the
+ * callbacks already running on data threads have returned, so the user
+ * pointer may be freed right after it. */
+static void node_mailbox_close_waits(void **state)
+{
+	struct env *e = *state;
+	struct slow_box sb = { .lock = PTHREAD_MUTEX_INITIALIZER,
+			       .cond = PTHREAD_COND_INITIALIZER };
+	struct kdist_mailbox *slow;
+	struct timespec ts;
+	ei_x_buff x;
+	bool left;
+
+	assert_int_equal(kdist_mailbox_open(e->b, "slow", slow_receive, &sb,
+					    &slow),
+			 0);
+	ei_x_new_with_version(&x);
+	ei_x_encode_atom(&x, "hello");
+	assert_int_equal(kdist_send_name(e->mb_a, "node_b@localhost", "slow",
+					 x.buff, (size_t)x.index),
+			 0);
+	ei_x_free(&x);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 10;
+	pthread_mutex_lock(&sb.lock);
+	while (!sb.entered &&
+	       pthread_cond_timedwait(&sb.cond, &sb.lock, &ts) == 0)
+		;
+	assert_true(sb.entered);
+	pthread_mutex_unlock(&sb.lock);
+	kdist_mailbox_close(slow, "normal");
+	pthread_mutex_lock(&sb.lock);
+	left = sb.left;
+	pthread_mutex_unlock(&sb.lock);
+	assert_true(left);
+}
+
+/* Opening and closing a mailbox per request frees each one, and the pids
+ * keep counting through the serial, so none repeats the pid of a mailbox
+ * that is still open. */
+static void node_mailbox_churn(void **state)
+{
+	struct env *e = *state;
+	const struct kdist_pid *keep = kdist_mailbox_pid(e->mb_b);
+	struct kdist_pid last = { 0 };
+	struct mallinfo2 before, after;
+	struct kdist_mailbox *m;
+	size_t grown, repeats = 0;
+	ei_x_buff x;
+
+	before = mallinfo2();
+	for (unsigned i = 0; i < 40000; i++) {
+		assert_int_equal(kdist_mailbox_open(e->b, NULL, NULL, NULL, &m),
+				 0);
+		if (kdist_mailbox_pid(m)->id == keep->id &&
+		    kdist_mailbox_pid(m)->serial == keep->serial)
+			repeats++;
+		last = *kdist_mailbox_pid(m);
+		kdist_mailbox_close(m, "normal");
+	}
+	after = mallinfo2();
+	assert_int_equal(repeats, 0);
+	assert_int_not_equal(last.serial, 0);
+	/* Kept mailboxes would hold about 1 KiB each, 40 MB in all. */
+	grown = after.uordblks > before.uordblks
+			? after.uordblks - before.uordblks
+			: 0;
+	assert_true(grown < 4u * 1024 * 1024);
+
+	ei_x_new(&x);
+	encode_seq(&x, 1);
+	assert_int_equal(kdist_send_pid(e->mb_a, keep, x.buff,
+					(size_t)x.index),
+			 0);
+	ei_x_free(&x);
+	assert_true(inbox_wait(&e->box_b, 1, 10000));
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A node name registered with the test EPMD whose port takes TCP
+ * connections (into the listen backlog) and never replies, so a
+ * connection to it waits in its handshake until the handshake timeout. */
+struct silent_peer {
+	int listen_fd;
+	int epmd_fd;
+};
+
+static void silent_start(struct env *e, const char *alive,
+			 struct silent_peer *sp)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+	struct kd_epmd_node reg = {
+		.node_type = 72,
+		.high_version = 6,
+		.low_version = 6,
+	};
+	uint32_t creation;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sp->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(sp->listen_fd >= 0);
+	assert_int_equal(bind(sp->listen_fd, (struct sockaddr *)&sa,
+			      sizeof(sa)),
+			 0);
+	assert_int_equal(listen(sp->listen_fd, 8), 0);
+	assert_int_equal(getsockname(sp->listen_fd, (struct sockaddr *)&sa,
+				     &sl),
+			 0);
+	reg.port = ntohs(sa.sin_port);
+	snprintf(reg.name, sizeof(reg.name), "%s", alive);
+	assert_int_equal(kd_epmd_register("127.0.0.1", e->epmd_port, &reg,
+					  2000, &sp->epmd_fd, &creation),
+			 0);
+}
+
+static void silent_stop(struct silent_peer *sp)
+{
+	close(sp->epmd_fd);
+	close(sp->listen_fd);
+}
+
+/* What kdist_connect() returned inside a callback, and the nodedown that
+ * reports the outcome of the attempt it started. */
+struct connect_probe {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct kdist_node *node;
+	const char *trigger; /* the peer whose nodeup makes the call */
+	const char *target;
+	bool called;
+	int err;
+	uint64_t ms;
+	int err_trigger; /* kdist_connect() to the trigger, which is up */
+	bool down_seen;
+	bool down_without_stats;
+	char down_reason[256];
+};
+
+static void probe_connect(struct connect_probe *cp)
+{
+	uint64_t t0 = now_ms();
+	int err = kdist_connect(cp->node, cp->target, 3000);
+	uint64_t ms = now_ms() - t0;
+
+	pthread_mutex_lock(&cp->lock);
+	cp->called = true;
+	cp->err = err;
+	cp->ms = ms;
+	pthread_cond_broadcast(&cp->cond);
+	pthread_mutex_unlock(&cp->lock);
+}
+
+static void probe_up(void *user, const char *peer)
+{
+	struct connect_probe *cp = user;
+
+	int err;
+
+	if (strcmp(peer, cp->trigger) != 0)
+		return;
+	err = kdist_connect(cp->node, peer, 3000);
+	pthread_mutex_lock(&cp->lock);
+	cp->err_trigger = err;
+	pthread_mutex_unlock(&cp->lock);
+	probe_connect(cp);
+}
+
+static void probe_down(void *user, const char *peer, const char *reason,
+		       const struct kdist_conn_stats *final)
+{
+	struct connect_probe *cp = user;
+
+	if (strcmp(peer, cp->target) != 0)
+		return;
+	pthread_mutex_lock(&cp->lock);
+	cp->down_seen = true;
+	cp->down_without_stats = final == NULL;
+	snprintf(cp->down_reason, sizeof(cp->down_reason), "%s", reason);
+	pthread_cond_broadcast(&cp->cond);
+	pthread_mutex_unlock(&cp->lock);
+}
+
+static void probe_receive(void *user, struct kdist_mailbox *mbox,
+			  const struct kdist_pid *from, const void *payload,
+			  size_t len)
+{
+	probe_connect(user);
+}
+
+/* Waits up to @ms for *@flag, which cp->lock protects. */
+static bool probe_wait(struct connect_probe *cp, const bool *flag,
+		       unsigned ms)
+{
+	struct timespec ts;
+	bool ok;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&cp->lock);
+	while (!*flag && pthread_cond_timedwait(&cp->cond, &cp->lock, &ts) == 0)
+		;
+	ok = *flag;
+	pthread_mutex_unlock(&cp->lock);
+	return ok;
+}
+
+/*
+ * kdist_connect() in a nodeup callback, on the control thread, cannot wait
+ * for the control thread: it returns -EINPROGRESS at once, and a nodedown
+ * without statistics reports that the attempt failed. The probe is static
+ * because callbacks may still run while the nodes are torn down.
+ */
+static void node_connect_from_nodeup(void **state)
+{
+	static struct connect_probe cp = {
+		.lock = PTHREAD_MUTEX_INITIALIZER,
+		.cond = PTHREAD_COND_INITIALIZER,
+		.trigger = "node_b@localhost",
+		.target = "nobody@localhost",
+	};
+	struct env *e = *state;
+
+	cp.node = e->a;
+	kdist_set_node_monitor(e->a, probe_up, probe_down, &cp);
+	assert_int_equal(kdist_connect(e->a, "node_b@localhost", 10000), 0);
+	assert_true(probe_wait(&cp, &cp.called, 10000));
+	pthread_mutex_lock(&cp.lock);
+	assert_int_equal(cp.err_trigger, 0);
+	assert_int_equal(cp.err, -EINPROGRESS);
+	assert_true(cp.ms < 500);
+	pthread_mutex_unlock(&cp.lock);
+	assert_true(probe_wait(&cp, &cp.down_seen, 10000));
+	pthread_mutex_lock(&cp.lock);
+	assert_true(cp.down_without_stats);
+	assert_non_null(strstr(cp.down_reason, "nobody"));
+	pthread_mutex_unlock(&cp.lock);
+}
+
+/* The same from a receive callback, on a data thread, toward a peer whose
+ * handshake never finishes: the call must not hold the data thread for
+ * its timeout. */
+static void node_connect_from_receive(void **state)
+{
+	static struct connect_probe cp = {
+		.lock = PTHREAD_MUTEX_INITIALIZER,
+		.cond = PTHREAD_COND_INITIALIZER,
+		.target = "silent@localhost",
+	};
+	struct env *e = *state;
+	struct kdist_mailbox *dial;
+	struct silent_peer sp;
+	ei_x_buff x;
+
+	silent_start(e, "silent", &sp);
+	cp.node = e->b;
+	assert_int_equal(kdist_mailbox_open(e->b, "dial", probe_receive, &cp,
+					    &dial),
+			 0);
+	ei_x_new_with_version(&x);
+	ei_x_encode_atom(&x, "dial");
+	assert_int_equal(kdist_send_name(e->mb_a, "node_b@localhost", "dial",
+					 x.buff, (size_t)x.index),
+			 0);
+	ei_x_free(&x);
+	assert_true(probe_wait(&cp, &cp.called, 10000));
+	pthread_mutex_lock(&cp.lock);
+	assert_int_equal(cp.err, -EINPROGRESS);
+	assert_true(cp.ms < 500);
+	pthread_mutex_unlock(&cp.lock);
+	kdist_mailbox_close(dial, "normal");
+	silent_stop(&sp);
+}
+
+/* kdist_node_stop() and kdist_node_destroy() from a callback would join
+ * the thread they run on: they log an error and leave the node running. */
+static void stop_from_nodeup(void *user, const char *peer)
+{
+	struct kdist_node *node = user;
+
+	kdist_node_stop(node);
+	kdist_node_destroy(node);
+}
+
+static void node_stop_from_callback(void **state)
+{
+	struct env *e = *state;
+	ei_x_buff x;
+
+	kdist_set_node_monitor(e->a, stop_from_nodeup, on_down, e->a);
+	assert_int_equal(kdist_connect(e->a, "node_b@localhost", 10000), 0);
+	ei_x_new(&x);
+	encode_seq(&x, 1);
+	assert_int_equal(kdist_send_name(e->mb_a, "node_b@localhost", "inbox",
+					 x.buff, (size_t)x.index),
+			 0);
+	ei_x_free(&x);
+	assert_true(inbox_wait(&e->box_b, 1, 10000));
+	kdist_set_node_monitor(e->a, NULL, on_down, e);
+}
+
+/* Writable callbacks per peer. */
+struct writable_count {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	const char *peer;
+	unsigned calls;
+	unsigned other_calls; /* for any other peer */
+};
+
+static void count_writable(void *user, const char *peer)
+{
+	struct writable_count *wc = user;
+
+	pthread_mutex_lock(&wc->lock);
+	if (strcmp(peer, wc->peer) == 0)
+		wc->calls++;
+	else
+		wc->other_calls++;
+	pthread_cond_broadcast(&wc->cond);
+	pthread_mutex_unlock(&wc->lock);
+}
+
+static unsigned writable_calls(struct writable_count *wc, unsigned want,
+			       unsigned ms)
+{
+	struct timespec ts;
+	unsigned n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&wc->lock);
+	while (wc->calls < want &&
+	       pthread_cond_timedwait(&wc->cond, &wc->lock, &ts) == 0)
+		;
+	n = wc->calls;
+	pthread_mutex_unlock(&wc->lock);
+	return n;
+}
+
+/*
+ * One -EAGAIN brings one writable callback. Large messages reach the link
+ * a few fragments at a time, and the engine feeds it more each time it
+ * drains, but those internal drains call no user callback. The counter is
+ * static because callbacks may still run while the nodes are torn down.
+ */
+static void node_writable_once_per_eagain(void **state)
+{
+	static struct writable_count wc = {
+		.lock = PTHREAD_MUTEX_INITIALIZER,
+		.cond = PTHREAD_COND_INITIALIZER,
+		.peer = "node_b@localhost",
+	};
+	struct env *e = *state;
+	size_t big = 1024 * 1024;
+	char *data = calloc(1, big);
+	unsigned sent = 0;
+	ei_x_buff x;
+	int err = 0;
+
+	pthread_mutex_lock(&wc.lock);
+	wc.calls = wc.other_calls = 0; /* the TLS group runs this again */
+	pthread_mutex_unlock(&wc.lock);
+	kdist_set_writable_fn(e->a, count_writable, &wc);
+	assert_int_equal(kdist_connect(e->a, "node_b@localhost", 10000), 0);
+	ei_x_new_with_version(&x);
+	ei_x_encode_binary(&x, data, (long)big);
+	while (sent < 1000) {
+		err = kdist_send_name(e->mb_a, "node_b@localhost", "inbox",
+				      x.buff, (size_t)x.index);
+		if (err)
+			break;
+		sent++;
+	}
+	ei_x_free(&x);
+	free(data);
+	assert_int_equal(err, -EAGAIN);
+	assert_true(inbox_wait(&e->box_b, sent, 30000));
+	assert_int_equal(writable_calls(&wc, 1, 5000), 1);
+	usleep(300000);
+	pthread_mutex_lock(&wc.lock);
+	assert_int_equal(wc.calls, 1);
+	assert_int_equal(wc.other_calls, 0);
+	pthread_mutex_unlock(&wc.lock);
+	kdist_set_writable_fn(e->a, NULL, NULL);
+}
+
+/* A sender turned away while the connection is still being set up gets
+ * its writable callback when that attempt fails and drops the queue, as
+ * the next send may then start a new attempt. */
+static void node_writable_after_failed_connect(void **state)
+{
+	static struct writable_count wc = {
+		.lock = PTHREAD_MUTEX_INITIALIZER,
+		.cond = PTHREAD_COND_INITIALIZER,
+		.peer = "silent@localhost",
+	};
+	struct env *e = *state;
+	size_t big = 5 * 1024 * 1024;
+	char *data = calloc(1, big);
+	struct kdist_mailbox *from;
+	struct kdist_node *waiter;
+	struct silent_peer sp;
+	ei_x_buff x;
+
+	silent_start(e, "silent", &sp);
+	e->handshake_timeout_ms = 1000;
+	waiter = start_node(e, "waiter@localhost", false, "cookie-one");
+	assert_non_null(waiter);
+	kdist_set_writable_fn(waiter, count_writable, &wc);
+	assert_int_equal(kdist_mailbox_open(waiter, NULL, NULL, NULL, &from),
+			 0);
+	ei_x_new_with_version(&x);
+	ei_x_encode_binary(&x, data, (long)big);
+	assert_int_equal(kdist_send_name(from, "silent@localhost", "inbox",
+					 x.buff, (size_t)x.index),
+			 0);
+	assert_int_equal(kdist_send_name(from, "silent@localhost", "inbox",
+					 x.buff, (size_t)x.index),
+			 -EAGAIN);
+	ei_x_free(&x);
+	free(data);
+	assert_int_equal(writable_calls(&wc, 1, 10000), 1);
+	kdist_node_destroy(waiter);
+	silent_stop(&sp);
+}
+
+/* A failed start leaves the node allocated and stopped: it can start once
+ * the cause is gone, and kdist_node_destroy() frees it either way. A
+ * started or stopped node does not start again. */
+static void node_start_failure_and_retry(void **state)
+{
+	struct env *e = *state;
+	struct kdist_node *holder, *node = NULL;
+	struct kdist_config cfg;
+
+	holder = start_node(e, "twice@localhost", false, "cookie-one");
+	assert_non_null(holder);
+	kdist_config_init(&cfg);
+	cfg.node_name = "twice@localhost";
+	cfg.cookie = "cookie-one";
+	cfg.epmd_port = e->epmd_port;
+	cfg.proto = KDIST_PROTO_INET_TCP;
+	cfg.log_level = KDIST_LOG_WARN;
+	assert_int_equal(kdist_node_create(&cfg, &node), 0);
+	assert_int_not_equal(kdist_node_start(node), 0);
+	assert_int_equal(kdist_node_start(holder), -EALREADY);
+	kdist_node_destroy(holder);
+	assert_int_equal(kdist_node_start(node), 0);
+	assert_int_equal(kdist_connect(e->a, "twice@localhost", 10000), 0);
+	kdist_node_stop(node);
+	assert_int_equal(kdist_node_start(node), -EINVAL);
+	kdist_node_destroy(node);
+}
+
 static void node_payload_must_be_etf(void **state)
 {
 	struct env *e = *state;
@@ -687,6 +1217,24 @@ int main(void)
 						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_stats_during_stop,
 						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_mailbox_open_before_start,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_mailbox_close_waits,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_mailbox_churn,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_connect_from_nodeup,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_connect_from_receive,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_stop_from_callback,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_writable_once_per_eagain,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_writable_after_failed_connect,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_start_failure_and_retry,
+						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_stop_sends_queue,
 						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_stop_sends_large,
@@ -710,6 +1258,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(node_stop_sends_queue,
 						setup_tls, teardown),
 		cmocka_unit_test_setup_teardown(node_stop_sends_large,
+						setup_tls, teardown),
+		cmocka_unit_test_setup_teardown(node_writable_once_per_eagain,
 						setup_tls, teardown),
 	};
 	int failed = cmocka_run_group_tests_name("node over inet_tcp", tcp,
