@@ -1139,12 +1139,15 @@ struct resolver {
 	char peer[KDIST_MAX_NODE_NAME + 1];
 };
 
+/* Connects to @ai within @timeout_ms; -ECANCELED within 100 ms of
+ * *@cancel becoming true. */
 static int connect_timeout(const struct addrinfo *ai, unsigned timeout_ms,
-			   int *out)
+			   const atomic_bool *cancel, int *out)
 {
+	uint64_t deadline = kd_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	struct pollfd pfd;
 	socklen_t sl = sizeof(int);
-	int fd, e = 0;
+	int fd, e = 0, ready;
 
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
 		    0);
@@ -1158,9 +1161,26 @@ static int connect_timeout(const struct addrinfo *ai, unsigned timeout_ms,
 	}
 	pfd.fd = fd;
 	pfd.events = POLLOUT;
-	if (poll(&pfd, 1, (int)timeout_ms) <= 0) {
+	do {
+		uint64_t now = kd_now_ns();
+
+		if (now >= deadline) {
+			close(fd);
+			return -ETIMEDOUT;
+		}
+		if (atomic_load(cancel)) {
+			close(fd);
+			return -ECANCELED;
+		}
+		ready = poll(&pfd, 1,
+			     (deadline - now) / 1000000ull > 100
+				     ? 100
+				     : (int)((deadline - now) / 1000000ull) + 1);
+	} while (ready == 0 || (ready < 0 && errno == EINTR));
+	if (ready < 0) {
+		e = errno;
 		close(fd);
-		return -ETIMEDOUT;
+		return -e;
 	}
 	getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &sl);
 	if (e) {
@@ -1189,8 +1209,9 @@ static void *resolver_main(void *arg)
 	cmd->fd = -1;
 	snprintf(cmd->peer, sizeof(cmd->peer), "%s", r->peer);
 
-	err = kd_epmd_port_please(host, node->cfg.epmd_port, alive,
-				  node->cfg.handshake_timeout_ms, &info);
+	err = kd_epmd_port_please_cancel(host, node->cfg.epmd_port, alive,
+					 node->cfg.handshake_timeout_ms,
+					 &node->draining, &info);
 	if (err) {
 		cmd->err = err;
 		snprintf(cmd->reason, sizeof(cmd->reason), "%s",
@@ -1217,7 +1238,8 @@ static void *resolver_main(void *arg)
 	}
 	err = -ECONNREFUSED;
 	for (ai = res; ai && fd < 0; ai = ai->ai_next)
-		err = connect_timeout(ai, node->cfg.handshake_timeout_ms, &fd);
+		err = connect_timeout(ai, node->cfg.handshake_timeout_ms,
+				      &node->draining, &fd);
 	freeaddrinfo(res);
 	if (fd < 0) {
 		cmd->err = err;
@@ -1701,6 +1723,9 @@ void kd_control_stop(struct kdist_node *node)
 		pthread_mutex_unlock(&node->lock);
 		kd_loop_destroy(loop);
 	}
+	/* Resolvers give up within 100 ms once draining is set, except in
+	 * getaddrinfo(), which a slow DNS server can hold for seconds. */
+	atomic_store(&node->draining, true);
 	while (atomic_load(&node->resolvers) > 0)
 		usleep(10000);
 	control_drain(node);

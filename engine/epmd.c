@@ -7,6 +7,7 @@
 #include "epmd.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
@@ -27,6 +28,9 @@
 /* Ceiling on the NAMES reply text, so a broken peer cannot exhaust memory. */
 #define NAMES_TEXT_MAX (1U << 20)
 
+/* How often a cancellable request checks its flag. */
+#define EPMD_CANCEL_CHECK_MS 100
+
 /* One blocking request to EPMD: where it goes and when it must be done. */
 struct epmd_call {
 	const char *host;
@@ -34,6 +38,7 @@ struct epmd_call {
 	unsigned timeout_ms;
 	uint64_t deadline_ms;
 	int fd;
+	const atomic_bool *cancel; /* ends the waits when set; may be NULL */
 };
 
 static void put16(uint8_t *p, uint16_t v)
@@ -238,13 +243,20 @@ static int epmd_wait(struct epmd_call *call, short events)
 	int ret;
 
 	for (;;) {
-		ret = poll(&pfd, 1, ms_left(call));
+		int ms = ms_left(call);
+
+		/* With a cancel flag, wake every 100 ms to check it. */
+		if (call->cancel && ms > EPMD_CANCEL_CHECK_MS)
+			ms = EPMD_CANCEL_CHECK_MS;
+		ret = poll(&pfd, 1, ms);
 		if (ret > 0)
 			return 0;
-		if (ret == 0)
-			return -ETIMEDOUT;
-		if (errno != EINTR)
+		if (ret < 0 && errno != EINTR)
 			return -errno;
+		if (call->cancel && atomic_load(call->cancel))
+			return -ECANCELED;
+		if (ret == 0 && ms_left(call) == 0)
+			return -ETIMEDOUT;
 	}
 }
 
@@ -319,6 +331,10 @@ static int epmd_connect(struct epmd_call *call)
 		    ETIMEDOUT,
 		    "epmd: connect %s:%u timed out after %u ms (is the host reachable and epmd running?)",
 		    call->host, call->port, call->timeout_ms);
+	if (ret == -ECANCELED)
+		return kd_fail(ECANCELED,
+			       "epmd: connect %s:%u cancelled: the node is stopping",
+			       call->host, call->port);
 	if (ret < 0)
 		return kd_fail(
 		    -ret,
@@ -329,6 +345,10 @@ static int epmd_connect(struct epmd_call *call)
 
 static int epmd_fail_io(struct epmd_call *call, int err, const char *step)
 {
+	if (err == -ECANCELED)
+		return kd_fail(ECANCELED,
+			       "epmd: %s %s:%u cancelled: the node is stopping",
+			       step, call->host, call->port);
 	if (err == -ETIMEDOUT)
 		return kd_fail(ETIMEDOUT,
 			       "epmd: %s %s:%u timed out after %u ms", step,
@@ -417,13 +437,15 @@ static int epmd_recv_alive2_resp(struct epmd_call *call, uint8_t *result,
 }
 
 static int epmd_call_open(struct epmd_call *call, const char *host,
-			  uint16_t port, unsigned timeout_ms)
+			  uint16_t port, unsigned timeout_ms,
+			  const atomic_bool *cancel)
 {
 	call->host = host;
 	call->port = port;
 	call->timeout_ms = timeout_ms;
 	call->deadline_ms = now_ms() + timeout_ms;
 	call->fd = -1;
+	call->cancel = cancel;
 	return epmd_connect(call);
 }
 
@@ -443,7 +465,7 @@ int kd_epmd_register(const char *host, uint16_t epmd_port,
 		    -len,
 		    "epmd: cannot register node name '%.255s': it must be 1 to %d bytes and its extra field at most %zu bytes",
 		    node->name, KD_EPMD_MAX_NAME, sizeof(node->extra));
-	ret = epmd_call_open(&call, host, epmd_port, timeout_ms);
+	ret = epmd_call_open(&call, host, epmd_port, timeout_ms, NULL);
 	if (ret < 0)
 		return ret;
 
@@ -517,6 +539,15 @@ static int epmd_recv_port2_resp(struct epmd_call *call, const char *name,
 int kd_epmd_port_please(const char *host, uint16_t epmd_port, const char *name,
 			unsigned timeout_ms, struct kd_epmd_node *out)
 {
+	return kd_epmd_port_please_cancel(host, epmd_port, name, timeout_ms,
+					  NULL, out);
+}
+
+int kd_epmd_port_please_cancel(const char *host, uint16_t epmd_port,
+			       const char *name, unsigned timeout_ms,
+			       const atomic_bool *cancel,
+			       struct kd_epmd_node *out)
+{
 	uint8_t req[3 + KD_EPMD_MAX_NAME];
 	struct epmd_call call;
 	int len, ret;
@@ -527,7 +558,7 @@ int kd_epmd_port_please(const char *host, uint16_t epmd_port, const char *name,
 		    -len,
 		    "epmd: cannot look up node name '%.255s': it must be 1 to %d bytes",
 		    name, KD_EPMD_MAX_NAME);
-	ret = epmd_call_open(&call, host, epmd_port, timeout_ms);
+	ret = epmd_call_open(&call, host, epmd_port, timeout_ms, cancel);
 	if (ret < 0)
 		return ret;
 
@@ -599,7 +630,7 @@ int kd_epmd_names(const char *host, uint16_t epmd_port, unsigned timeout_ms,
 	len = kd_epmd_encode_names_req(req, sizeof(req));
 	if (len < 0)
 		return len;
-	ret = epmd_call_open(&call, host, epmd_port, timeout_ms);
+	ret = epmd_call_open(&call, host, epmd_port, timeout_ms, NULL);
 	if (ret < 0)
 		return ret;
 

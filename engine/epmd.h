@@ -7,6 +7,7 @@
 #define KD_EPMD_H
 
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #define KD_EPMD_DEFAULT_PORT 4369
@@ -65,6 +66,12 @@ int kd_epmd_register(const char *host, uint16_t epmd_port,
 /* Looks up @name; -ENOENT if it is not registered. */
 int kd_epmd_port_please(const char *host, uint16_t epmd_port, const char *name,
 			unsigned timeout_ms, struct kd_epmd_node *out);
+/* kd_epmd_port_please() that gives up with -ECANCELED within 100 ms of
+ * *@cancel becoming true. */
+int kd_epmd_port_please_cancel(const char *host, uint16_t epmd_port,
+			       const char *name, unsigned timeout_ms,
+			       const atomic_bool *cancel,
+			       struct kd_epmd_node *out);
 /* NAMES_REQ: writes the text EPMD returns ("name foo at port 4711\n"...)
  * into a malloc'ed, NUL-terminated @text. */
 int kd_epmd_names(const char *host, uint16_t epmd_port, unsigned timeout_ms,

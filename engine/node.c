@@ -480,6 +480,10 @@ static void node_drain(struct kdist_node *node)
 	if (!node->running || !node->loop)
 		return;
 	atomic_store(&node->draining, true);
+	/* Ends the waits of kdist_connect(). */
+	pthread_mutex_lock(&node->lock);
+	pthread_cond_broadcast(&node->cond);
+	pthread_mutex_unlock(&node->lock);
 	open = kd_loop_links(node->loop);
 	if (open > 0)
 		kd_info("node: stopping: closing %u connection%s in order (stop timeout %u ms)",
@@ -974,6 +978,13 @@ int kdist_connect(struct kdist_node *node, const char *peer,
 		clock_gettime(CLOCK_REALTIME, &ts);
 		uint64_t now = kd_now_ns();
 
+		/* kdist_node_stop() wakes the waiters when it begins. */
+		if (atomic_load(&node->draining)) {
+			err = kd_fail(ESHUTDOWN,
+				      "connect: %s: node %s is stopping", peer,
+				      node->name);
+			break;
+		}
 		if (now >= deadline) {
 			err = kd_fail(ETIMEDOUT,
 				      "connect: %s: no connection within %u "

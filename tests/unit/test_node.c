@@ -544,6 +544,76 @@ static void node_stats_during_stop(void **state)
 	kdist_node_destroy(c);
 }
 
+struct pending_connect {
+	struct kdist_node *node;
+	int ret;
+	uint64_t done_ms;
+};
+
+static uint64_t clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void *connect_ghost(void *arg)
+{
+	struct pending_connect *pc = arg;
+
+	pc->ret = kdist_connect(pc->node, "ghost@127.0.0.2", 15000);
+	pc->done_ms = clock_ms();
+	return NULL;
+}
+
+/*
+ * kdist_node_stop() while kdist_connect() waits for a peer whose EPMD
+ * (a listener on 127.0.0.2 that never replies) holds the lookup, with a
+ * handshake timeout of 10 s. The wait ends with -ESHUTDOWN as the stop
+ * begins, and the stop takes well under the handshake timeout.
+ */
+static void node_stop_ends_pending_connect(void **state)
+{
+	struct env *e = *state;
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons(e->epmd_port) };
+	struct pending_connect pc = { 0 };
+	struct kdist_config cfg;
+	uint64_t t0, stopped;
+	pthread_t tid;
+	int mute;
+
+	inet_pton(AF_INET, "127.0.0.2", &sa.sin_addr);
+	mute = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(mute >= 0);
+	assert_int_equal(bind(mute, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(mute, 8), 0);
+
+	kdist_config_init(&cfg);
+	cfg.node_name = "node_c@localhost";
+	cfg.cookie = "cookie-one";
+	cfg.epmd_port = e->epmd_port;
+	cfg.hidden = true;
+	cfg.log_level = KDIST_LOG_ERROR;
+	cfg.proto = KDIST_PROTO_INET_TCP;
+	cfg.handshake_timeout_ms = 10000;
+	assert_int_equal(kdist_node_create(&cfg, &pc.node), 0);
+	assert_int_equal(kdist_node_start(pc.node), 0);
+	assert_int_equal(pthread_create(&tid, NULL, connect_ghost, &pc), 0);
+	usleep(300000);
+
+	t0 = clock_ms();
+	kdist_node_stop(pc.node);
+	stopped = clock_ms();
+	pthread_join(tid, NULL);
+	close(mute);
+	assert_int_equal(pc.ret, -ESHUTDOWN);
+	assert_true(pc.done_ms - t0 < 2000);
+	assert_true(stopped - t0 < 2000);
+	kdist_node_destroy(pc.node);
+}
+
 /*
  * kdist_node_stop() right after a burst that filled the send queue: every
  * message the API accepted arrives, in order, before the link closes, and
@@ -1216,6 +1286,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(node_payload_must_be_etf,
 						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_stats_during_stop,
+						setup_tcp, teardown),
+		cmocka_unit_test_setup_teardown(node_stop_ends_pending_connect,
 						setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(node_mailbox_open_before_start,
 						setup_tcp, teardown),
