@@ -407,6 +407,31 @@ static void hsconn_fail(struct kd_hsconn *c, int err, const char *fmt, ...)
 
 /* Reason for a failed TLS call: OpenSSL's error queue, and the
  * certificate verdict when verification failed. */
+/* OpenSSL reasons for a handshake that found no common TLS version. */
+static bool tls_version_mismatch(int reason)
+{
+	return reason == SSL_R_UNSUPPORTED_PROTOCOL ||
+	       reason == SSL_R_TLSV1_ALERT_PROTOCOL_VERSION ||
+	       reason == SSL_R_NO_PROTOCOLS_AVAILABLE ||
+	       reason == SSL_R_VERSION_TOO_LOW ||
+	       reason == SSL_R_VERSION_TOO_HIGH;
+}
+
+/* The OTP name of a protocol version bound; 0 means no bound. */
+static const char *tls_version_name(long version)
+{
+	switch (version) {
+	case TLS1_2_VERSION:
+		return "'tlsv1.2'";
+	case TLS1_3_VERSION:
+		return "'tlsv1.3'";
+	case 0:
+		return "any version";
+	default:
+		return "an older version";
+	}
+}
+
 static void tls_error_text(SSL *ssl, int ret, char *buf, size_t cap)
 {
 	int sys_errno = errno; /* the cause of an SSL_ERROR_SYSCALL */
@@ -433,6 +458,14 @@ static void tls_error_text(SSL *ssl, int ret, char *buf, size_t cap)
 		snprintf(buf + strlen(buf), cap - strlen(buf),
 			 "; is the peer using plain TCP? every node must use "
 			 "-proto_dist inet_tls");
+	else if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+		 tls_version_mismatch(ERR_GET_REASON(e)))
+		snprintf(buf + strlen(buf), cap - strlen(buf),
+			 "; the nodes share no TLS version: this node allows "
+			 "%s to %s, so give both nodes a common version in "
+			 "{versions, [...]} of their options files",
+			 tls_version_name(SSL_get_min_proto_version(ssl)),
+			 tls_version_name(SSL_get_max_proto_version(ssl)));
 }
 
 /* Records the last handshake message each way (RFC 8446 and RFC 5246

@@ -1,6 +1,9 @@
 #!/bin/sh
 # Mutual TLS 1.2 and TLS 1.3 each carry a link in both roles, and the
-# kdist connection summary names the negotiated version.
+# kdist connection summary names the negotiated version. Then nodes with
+# no common version: an erl node allowing only TLS 1.2 meets a kdist node
+# allowing only TLS 1.3, both ways. Expected: pang, and a kdist error that
+# names the versions this node allows and the {versions, [...]} fix.
 . "$(dirname "$0")/lib.sh"
 kd_init
 need_kdist
@@ -27,4 +30,22 @@ for version in tls12 tls13; do
 	grep '^kdist: conn' "$KD_OUT" | grep -v " $want " &&
 		fail "$version: a connection used another version"
 done
+
+need_real_kdist "the kdist log"
+KD_CONF=$KD_CERTS/tls13.conf
+start_kdist only13
+hint="the nodes share no TLS version: this node allows 'tlsv1.3' to 'tlsv1.3', so give both nodes a common version in .versions"
+otp=$(kd_otps | awk '{print $1}')
+KD_CONF=$KD_CERTS/tls12.conf
+erl_check "$otp" pang "$KD_NODE" ||
+	fail "TLS 1.2 erl -> TLS 1.3 kdist: $(erl_why pang "$otp")"
+wait_for "$KD_ERR" "TLS handshake failed: .*$hint" 5 ||
+	fail "TLS 1.2 erl -> TLS 1.3 kdist: no version hint in: $(grep 'TLS handshake failed' "$KD_ERR" | tail -n 1)"
+start_erl "$otp" erl12only
+KD_CONF=$KD_CERTS/tls13.conf
+kdist_client ping "$ERL_NODE" &&
+	fail "TLS 1.3 kdist -> TLS 1.2 erl: ping succeeded"
+grep -Eq "^pang: .*$hint" "$KD_TMP/log/client.out" ||
+	fail "TLS 1.3 kdist -> TLS 1.2 erl: no version hint in: $(cat "$KD_TMP/log/client.out")"
+echo "# no common version: $(grep -m1 -o 'TLS handshake failed: .*' "$KD_ERR")"
 ok
