@@ -1150,6 +1150,7 @@ static void node_writable_once_per_eagain(void **state)
 	struct env *e = *state;
 	size_t big = 1024 * 1024;
 	char *data = calloc(1, big);
+	struct kdist_mailbox *holder;
 	unsigned sent = 0;
 	ei_x_buff x;
 	int err = 0;
@@ -1159,6 +1160,17 @@ static void node_writable_once_per_eagain(void **state)
 	pthread_mutex_unlock(&wc.lock);
 	kdist_set_writable_fn(e->a, count_writable, &wc);
 	assert_int_equal(kdist_connect(e->a, "node_b@localhost", 10000), 0);
+	/* Node b's data thread waits in hold_thread() until the queue is
+	 * full, so the sends meet -EAGAIN however fast b could read. */
+	assert_int_equal(kdist_mailbox_open(e->b, "holder", hold_thread,
+					    &e->release, &holder),
+			 0);
+	ei_x_new(&x);
+	encode_seq(&x, 0);
+	assert_int_equal(kdist_send_name(e->mb_a, "node_b@localhost", "holder",
+					 x.buff, (size_t)x.index),
+			 0);
+	ei_x_free(&x);
 	ei_x_new_with_version(&x);
 	ei_x_encode_binary(&x, data, (long)big);
 	while (sent < 1000) {
@@ -1170,6 +1182,7 @@ static void node_writable_once_per_eagain(void **state)
 	}
 	ei_x_free(&x);
 	free(data);
+	atomic_store(&e->release, true);
 	assert_int_equal(err, -EAGAIN);
 	assert_true(inbox_wait(&e->box_b, sent, 30000));
 	assert_int_equal(writable_calls(&wc, 1, 5000), 1);
