@@ -66,8 +66,8 @@ int kd_epmd_register(const char *host, uint16_t epmd_port,
 /* Looks up @name; -ENOENT if it is not registered. */
 int kd_epmd_port_please(const char *host, uint16_t epmd_port, const char *name,
 			unsigned timeout_ms, struct kd_epmd_node *out);
-/* kd_epmd_port_please() that gives up with -ECANCELED within 100 ms of
- * *@cancel becoming true. */
+/* Looks up @name as kd_epmd_port_please() does, and gives up with
+ * -ECANCELED within 100 ms once *@cancel is true. */
 int kd_epmd_port_please_cancel(const char *host, uint16_t epmd_port,
 			       const char *name, unsigned timeout_ms,
 			       const atomic_bool *cancel,

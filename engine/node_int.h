@@ -259,7 +259,7 @@ struct kdist_node {
 	struct kd_cmd *cmd_head, *cmd_tail;
 	atomic_bool stopping;
 	atomic_bool draining; /* kdist_node_stop() began: sends are refused */
-	unsigned closed_at_stop; /* connections closed at accept; control */
+	unsigned closed_at_stop; /* incoming connections closed during a stop */
 	struct kd_hsconn *hsconns;
 	uint64_t next_tick_ns;
 	atomic_int resolvers; /* resolver threads still running */
