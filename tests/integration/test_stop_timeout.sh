@@ -23,20 +23,26 @@ need_real_kdist "the test stops a kdist node"
 start_epmd
 make_certs
 
-for otp in $(kd_otps); do
-	start_kdist "stoptimeout$otp" -stop_timeout 1000
-	log=$KD_TMP/log/erl-stop_drain-$otp
+# stall_peer OTP WHAT: an erl check that sends 4,000 echo requests of
+# 64 KiB to KD_NODE and is then SIGSTOPped; sets log, check and beam.
+stall_peer() {
+	log=$KD_TMP/log/erl-stop_drain-$1
 	rm -f "$log"
-	erl_check "$otp" stop_drain "$KD_NODE" 4000 65536 &
+	erl_check "$1" stop_drain "$KD_NODE" 4000 65536 &
 	check=$!
 	kd_track $check
 	wait_for "$log" "stop_drain sent" 30 ||
-		fail "OTP $otp: the erl check sent nothing: $(tail -n 2 "$log")"
+		fail "$2: the erl check sent nothing: $(tail -n 2 "$log")"
 	beam=$(pgrep -f "beam.*kdist_peer main stop_drain $KD_NODE") ||
-		fail "OTP $otp: cannot find the erl check's beam process"
+		fail "$2: cannot find the erl check's beam process"
 	kill -STOP $beam
 	# Give the echo replies time to fill the socket buffers and the queue.
 	sleep 1
+}
+
+for otp in $(kd_otps); do
+	start_kdist "stoptimeout$otp" -stop_timeout 1000
+	stall_peer "$otp" "OTP $otp"
 
 	t0=$(kd_now_ms)
 	stop_kdist $KD_PID
@@ -69,17 +75,7 @@ done
 # A second SIGTERM ends a stop that would wait 60 s for a stalled peer.
 otp=$(kd_otps | awk '{print $1}')
 start_kdist forced -stop_timeout 60000
-log=$KD_TMP/log/erl-stop_drain-$otp
-rm -f "$log"
-erl_check "$otp" stop_drain "$KD_NODE" 4000 65536 &
-check=$!
-kd_track $check
-wait_for "$log" "stop_drain sent" 30 ||
-	fail "forced stop: the erl check sent nothing: $(tail -n 2 "$log")"
-beam=$(pgrep -f "beam.*kdist_peer main stop_drain $KD_NODE") ||
-	fail "forced stop: cannot find the erl check's beam process"
-kill -STOP $beam
-sleep 1
+stall_peer "$otp" "forced stop"
 kill -TERM $KD_PID
 wait_for "$KD_OUT" '^kdist: stopping on SIGTERM' 5 ||
 	fail "forced stop: kdist did not start its stop"

@@ -455,6 +455,28 @@ static void node_disconnect_then_reconnect(void **state)
 	ei_x_free(&x);
 }
 
+/* Starts node_c over inet_tcp with the given stop and handshake timeouts
+ * (0: the default), for a test that stops it. */
+static struct kdist_node *start_node_c(struct env *e, unsigned stop_ms,
+				       unsigned handshake_ms)
+{
+	struct kdist_node *c = NULL;
+	struct kdist_config cfg;
+
+	kdist_config_init(&cfg);
+	cfg.node_name = "node_c@localhost";
+	cfg.cookie = "cookie-one";
+	cfg.epmd_port = e->epmd_port;
+	cfg.hidden = true;
+	cfg.log_level = KDIST_LOG_ERROR;
+	cfg.proto = KDIST_PROTO_INET_TCP;
+	cfg.stop_timeout_ms = stop_ms;
+	cfg.handshake_timeout_ms = handshake_ms;
+	assert_int_equal(kdist_node_create(&cfg, &c), 0);
+	assert_int_equal(kdist_node_start(c), 0);
+	return c;
+}
+
 struct stats_reader {
 	struct kdist_node *node;
 	atomic_bool done;
@@ -505,21 +527,11 @@ static void node_stats_during_stop(void **state)
 	struct env *e = *state;
 	struct stats_reader reader = { 0 };
 	struct kdist_mailbox *holder, *sender;
-	struct kdist_node *c = NULL;
-	struct kdist_config cfg;
+	struct kdist_node *c;
 	pthread_t tid;
 	ei_x_buff x;
 
-	kdist_config_init(&cfg);
-	cfg.node_name = "node_c@localhost";
-	cfg.cookie = "cookie-one";
-	cfg.epmd_port = e->epmd_port;
-	cfg.hidden = true;
-	cfg.log_level = KDIST_LOG_ERROR;
-	cfg.proto = KDIST_PROTO_INET_TCP;
-	cfg.stop_timeout_ms = 1;
-	assert_int_equal(kdist_node_create(&cfg, &c), 0);
-	assert_int_equal(kdist_node_start(c), 0);
+	c = start_node_c(e, 1, 0);
 	assert_int_equal(kdist_mailbox_open(e->b, "holder", hold_thread,
 					    &e->release, &holder),
 			 0);
@@ -579,7 +591,6 @@ static void node_stop_ends_pending_connect(void **state)
 	struct sockaddr_in sa = { .sin_family = AF_INET,
 				  .sin_port = htons(e->epmd_port) };
 	struct pending_connect pc = { 0 };
-	struct kdist_config cfg;
 	uint64_t t0, stopped;
 	pthread_t tid;
 	int mute;
@@ -590,16 +601,7 @@ static void node_stop_ends_pending_connect(void **state)
 	assert_int_equal(bind(mute, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	assert_int_equal(listen(mute, 8), 0);
 
-	kdist_config_init(&cfg);
-	cfg.node_name = "node_c@localhost";
-	cfg.cookie = "cookie-one";
-	cfg.epmd_port = e->epmd_port;
-	cfg.hidden = true;
-	cfg.log_level = KDIST_LOG_ERROR;
-	cfg.proto = KDIST_PROTO_INET_TCP;
-	cfg.handshake_timeout_ms = 10000;
-	assert_int_equal(kdist_node_create(&cfg, &pc.node), 0);
-	assert_int_equal(kdist_node_start(pc.node), 0);
+	pc.node = start_node_c(e, 0, 10000);
 	assert_int_equal(pthread_create(&tid, NULL, connect_ghost, &pc), 0);
 	usleep(300000);
 
