@@ -393,6 +393,7 @@ int cmd_node(int argc, char **argv)
 	struct cli_opts o;
 	struct kdist_node *node;
 	pthread_t forcer;
+	bool forcing;
 	sigset_t set;
 	int sig;
 
@@ -433,8 +434,7 @@ int cmd_node(int argc, char **argv)
 
 	sigwait(&set, &sig);
 	printf("kdist: stopping on %s\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
-	if (pthread_create(&forcer, NULL, force_exit, NULL) == 0)
-		pthread_detach(forcer);
+	forcing = pthread_create(&forcer, NULL, force_exit, NULL) == 0;
 	printf("kdist: sink received %llu messages, %llu bytes\n",
 	       (unsigned long long)atomic_load(&sink.messages),
 	       (unsigned long long)atomic_load(&sink.bytes));
@@ -451,6 +451,11 @@ int cmd_node(int argc, char **argv)
 	 * may still wait here. */
 	echo_free_backlog(&echo);
 	kdist_node_destroy(node);
+	/* sigwait() is a cancellation point: the stop ended in time. */
+	if (forcing) {
+		pthread_cancel(forcer);
+		pthread_join(forcer, NULL);
+	}
 	return 0;
 }
 

@@ -1240,6 +1240,7 @@ static void *resolver_main(void *arg)
 		 r->peer);
 	cmd->type = KD_CMD_CONNECTED;
 	cmd->fd = -1;
+	cmd->resolver = pthread_self();
 	snprintf(cmd->peer, sizeof(cmd->peer), "%s", r->peer);
 
 	err = kd_epmd_port_please_cancel(host, node->cfg.epmd_port, alive,
@@ -1316,8 +1317,9 @@ static void control_connect(struct kdist_node *node, const char *peer)
 	snprintf(r->peer, sizeof(r->peer), "%s", peer);
 	kd_info("conn %s: connecting", peer);
 	atomic_fetch_add(&node->resolvers, 1);
+	/* Joinable: the control thread joins it when its result arrives, so
+	 * nothing of the thread outlives the node. */
 	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	if (kd_thread_create(&t, &attr, resolver_main, r) != 0) {
 		atomic_fetch_sub(&node->resolvers, 1);
 		free(r);
@@ -1552,6 +1554,7 @@ static void control_handle_cmds(struct kdist_node *node)
 			control_connect(node, cmd->peer);
 			break;
 		case KD_CMD_CONNECTED:
+			pthread_join(cmd->resolver, NULL);
 			control_connected(node, cmd);
 			break;
 		case KD_CMD_LINK_CLOSED:
@@ -1719,8 +1722,11 @@ static void control_drain(struct kdist_node *node)
 
 		if (cmd->type == KD_CMD_LINK_CLOSED)
 			control_link_closed(node, cmd->session);
-		else if (cmd->type == KD_CMD_CONNECTED && cmd->fd >= 0)
-			close(cmd->fd);
+		else if (cmd->type == KD_CMD_CONNECTED) {
+			pthread_join(cmd->resolver, NULL);
+			if (cmd->fd >= 0)
+				close(cmd->fd);
+		}
 		free(cmd);
 		cmd = next;
 	}

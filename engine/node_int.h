@@ -190,6 +190,7 @@ struct kd_cmd {
 	enum kd_cmd_type type;
 	char peer[KDIST_MAX_NODE_NAME + 1];
 	int fd;	    /* CONNECTED: -1 on failure */
+	pthread_t resolver; /* CONNECTED: the thread to join */
 	int err;    /* CONNECTED failure */
 	char reason[160];
 	struct kd_session *session; /* LINK_CLOSED */

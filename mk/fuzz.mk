@@ -15,7 +15,7 @@ FUZZ_CPPFLAGS := -Iinclude -Iengine -Ifuzz -I$(EI_DIR)/include
 
 # The engine files the targets reach; uring/ and ktls/ are not needed.
 FUZZ_LIB_SRC := $(addprefix engine/,frame.c handshake.c control.c term.c \
-		tls_config.c epmd.c epmd_server.c error.c log.c)
+		tls_config.c epmd.c epmd_server.c error.c log.c thread.c)
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)

@@ -73,6 +73,11 @@ for otp in $(kd_otps); do
 done
 
 # A second SIGTERM ends a stop that would wait 60 s for a stalled peer.
+# Under valgrind that _exit() would show the live threads' memory as leaks.
+if [ -n "${KDIST_VG_LOGS:-}" ]; then
+	echo "# second SIGTERM not tried under valgrind: its _exit() leaves the threads' memory to the leak check"
+	ok
+fi
 otp=$(kd_otps | awk '{print $1}')
 start_kdist forced -stop_timeout 60000
 stall_peer "$otp" "forced stop"
