@@ -205,7 +205,7 @@ enum kd_hs_status kd_hs_simultaneous_status(const char *this_node,
  * of that message, prefix included. @tls_proto is "inet_tls" or
  * "inet6_tls" on a plain-TCP node and NULL on a TLS node. On a plain-TCP
  * node the bytes 0x16 0x03 begin a TLS record (handshake content type,
- * protocol major version 3), so the error says that the peer uses TLS.
+ * protocol major version 3), so the error reports that the peer uses TLS.
  */
 void kd_hs_oversize_text(const uint8_t *head, size_t len, unsigned hdr,
 			 uint32_t plen, uint32_t max, const char *tls_proto,

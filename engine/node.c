@@ -830,24 +830,30 @@ void kd_mailbox_put(struct kdist_mailbox *mbox)
 	mailbox_free(mbox);
 }
 
+/*
+ * Lock-free, as this runs for every delivered message. The counter goes up
+ * before closed is read, and kdist_mailbox_close() sets closed before it
+ * reads the counter, so one of the two sees the other (sequentially
+ * consistent atomics), and the wake-up takes the lock the closer waits on.
+ */
 bool kd_mailbox_enter(struct kdist_mailbox *mbox)
 {
-	bool open;
-
-	pthread_mutex_lock(&mbox->lock);
-	open = !mbox->closed;
-	if (open)
-		mbox->running++;
-	pthread_mutex_unlock(&mbox->lock);
-	return open;
+	atomic_fetch_add(&mbox->running, 1);
+	if (atomic_load(&mbox->closed)) {
+		kd_mailbox_leave(mbox);
+		return false;
+	}
+	return true;
 }
 
 void kd_mailbox_leave(struct kdist_mailbox *mbox)
 {
-	pthread_mutex_lock(&mbox->lock);
-	if (--mbox->running == 0 && mbox->closed)
+	if (atomic_fetch_sub(&mbox->running, 1) == 1 &&
+	    atomic_load(&mbox->closed)) {
+		pthread_mutex_lock(&mbox->lock);
 		pthread_cond_broadcast(&mbox->idle);
-	pthread_mutex_unlock(&mbox->lock);
+		pthread_mutex_unlock(&mbox->lock);
+	}
 }
 
 /* Sends the exit signals a closing mailbox owes: EXIT to each linked
@@ -901,7 +907,7 @@ void kdist_mailbox_close(struct kdist_mailbox *mbox, const char *reason)
 	 * mailbox's own callback, and no callback may block. */
 	if (!kd_on_engine_thread()) {
 		pthread_mutex_lock(&mbox->lock);
-		while (mbox->running > 0)
+		while (atomic_load(&mbox->running) > 0)
 			pthread_cond_wait(&mbox->idle, &mbox->lock);
 		pthread_mutex_unlock(&mbox->lock);
 	}

@@ -57,10 +57,10 @@ struct kdist_mailbox {
 	void *user;
 	/* One for the owner until kdist_mailbox_close(), one per lookup. */
 	atomic_int refs;
-	bool closed;		/* set under node->lock and lock */
-	pthread_mutex_t lock;	/* protects rels, closed and running */
-	pthread_cond_t idle;	/* running dropped to 0 */
-	unsigned running;	/* receive callbacks in progress */
+	atomic_bool closed;	/* set under node->lock and lock */
+	pthread_mutex_t lock;	/* protects rels; pairs with idle */
+	pthread_cond_t idle;	/* running dropped to 0 after closed */
+	atomic_uint running;	/* receive callbacks in progress */
 	struct kd_relation *rels;
 	size_t n_rels, cap_rels;
 	struct kdist_mailbox *next; /* node->mailboxes */

@@ -15,7 +15,7 @@
 #     accepted for sending.
 # Then, with -stop_timeout 60000: an erl ping during the stop gets pang
 # without a nodeup on the kdist side, and a second SIGTERM ends kdist at
-# once with status 1 and a line that says why.
+# once with status 1 and a line that gives the reason.
 . "$(dirname "$0")/lib.sh"
 kd_init
 need_kdist

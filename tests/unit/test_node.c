@@ -581,9 +581,9 @@ static void *connect_ghost(void *arg)
 
 /*
  * kdist_node_stop() while kdist_connect() waits for a peer whose EPMD
- * (a listener on 127.0.0.2 that never replies) holds the lookup, with a
- * handshake timeout of 10 s. The wait ends with -ESHUTDOWN as the stop
- * begins, and the stop takes well under the handshake timeout.
+ * (a listener on 127.0.0.2 that never replies) keeps the lookup waiting,
+ * with a handshake timeout of 10 s. The wait ends with -ESHUTDOWN as the
+ * stop begins, and the stop takes well under the handshake timeout.
  */
 static void node_stop_ends_pending_connect(void **state)
 {
